@@ -1,0 +1,62 @@
+"""A matrix cell: what one case did on one endpoint, with its evidence, timings and reproduction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from harness.outcomes import Outcome
+from harness.providers.base import OutputImage, Timings
+
+__all__ = ["Cell"]
+
+
+@dataclass(frozen=True)
+class Cell:
+    case: str
+    endpoint: str
+    outcome: Outcome
+    expected: Outcome
+    predicted: Outcome | None = None
+    """What the offline preflight against the endpoint's catalogue said would happen, if it could run."""
+    partial: bool = False
+    """ComfyUI accepted the prompt but ran only some of its outputs (200 with node_errors)."""
+    evidence: dict = field(default_factory=dict)
+    timings: Timings = Timings()
+    repro: str = ""
+    images: tuple[OutputImage, ...] = ()
+    tags: tuple[str, ...] = ()
+    job_id: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is self.expected
+
+    @property
+    def prediction_agrees(self) -> bool | None:
+        return None if self.predicted is None else self.predicted is self.outcome
+
+    def summary(self) -> str:
+        """One line for a test failure or a terminal: what happened and why."""
+        text = f"{self.case} on {self.endpoint}: {self.outcome.value} (expected {self.expected.value})"
+        message = self.evidence.get("message")
+        return f"{text}: {message}" if message else text
+
+    def to_dict(self) -> dict:
+        return {
+            "case": self.case,
+            "endpoint": self.endpoint,
+            "outcome": self.outcome.value,
+            "disposition": self.outcome.disposition.value,
+            "retryable": self.outcome.retryable,
+            "expected": self.expected.value,
+            "ok": self.ok,
+            "predicted": self.predicted.value if self.predicted is not None else None,
+            "prediction_agrees": self.prediction_agrees,
+            "partial": self.partial,
+            "evidence": self.evidence,
+            "timings": self.timings.to_dict(),
+            "repro": self.repro,
+            "images": [image.to_dict() for image in self.images],
+            "tags": list(self.tags),
+            "job_id": self.job_id,
+        }

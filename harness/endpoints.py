@@ -1,0 +1,102 @@
+"""Endpoints under test: where they are, how to authenticate, and how long to wait for them.
+
+Secrets never live in this object as plain text beyond ``resolved_headers()``: header values keep
+their ``${VAR}`` templates, so reports and curl reproductions print ``$VAR`` and a reader can re-run
+them with their own environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from harness.errors import ConfigError, SecretMissing
+from harness.specfiles import load_checked
+
+__all__ = ["Endpoint", "Timeouts", "load_endpoints_file", "parse_endpoint_option"]
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 5.0
+    """Seconds to open a connection before the endpoint counts as unreachable."""
+    queue: float = 120.0
+    """Seconds a job may wait before it starts (cold start) before ``queue_timeout``."""
+    execution: float = 600.0
+    """Seconds a started job may run before ``execution_timeout``; a case's timeout can lower it."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    url: str
+    kind: str = "comfyui"
+    profile: str | None = None
+    """The reference profile this endpoint is meant to match; case expectations may be keyed by it."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Header templates; ``${VAR}`` is read from the environment when a request is made."""
+    timeouts: Timeouts = Timeouts()
+    max_concurrency: int = 4
+
+    @property
+    def public_url(self) -> str:
+        """The URL without credentials or query string, safe for reports."""
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+    def resolved_headers(self) -> dict[str, str]:
+        """Headers with ``${VAR}`` filled from the environment; SecretMissing names an unset one."""
+        return {k: _VAR.sub(lambda m: _env(m.group(1), self.name, k), v) for k, v in self.headers.items()}
+
+    def shell_headers(self) -> dict[str, str]:
+        """Headers with ``${VAR}`` written as ``$VAR``, for curl reproductions."""
+        return {k: _VAR.sub(r"$\1", v) for k, v in self.headers.items()}
+
+    def check_secrets(self) -> None:
+        """Fail before any request if a header names an unset environment variable."""
+        self.resolved_headers()
+
+
+def _env(var: str, endpoint: str, header: str) -> str:
+    value = os.environ.get(var)
+    if value is None:
+        raise SecretMissing(f"endpoint {endpoint!r}: header {header!r} needs environment variable {var}, which is not set")
+    return value
+
+
+def parse_endpoint_option(value: str, index: int) -> Endpoint:
+    """``--endpoint URL`` or ``--endpoint name=URL``; unnamed endpoints are named by host and port."""
+    name, sep, url = value.partition("=")
+    if not sep or "://" in name:
+        name, url = "", value
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise ConfigError(f"--endpoint {value!r}: expected URL or name=URL with an http(s) URL")
+    if not name:
+        parts = urlsplit(url)
+        name = f"{parts.hostname}:{parts.port}" if parts.port else (parts.hostname or f"endpoint{index}")
+    return Endpoint(name=name, url=url.rstrip("/"))
+
+
+def load_endpoints_file(path: str | Path) -> list[Endpoint]:
+    """Read ``endpoints.yaml``: ``endpoints: {name: {kind, url, headers, timeouts, max_concurrency}}``."""
+    data = load_checked(path, "endpoints")
+    return [
+        Endpoint(
+            name=name,
+            url=spec["url"].rstrip("/"),
+            kind=spec.get("kind", "comfyui"),
+            profile=spec.get("profile"),
+            headers=spec.get("headers", {}),
+            timeouts=Timeouts(**spec.get("timeouts", {})),
+            max_concurrency=spec.get("max_concurrency", 4),
+        )
+        for name, spec in data["endpoints"].items()
+    ]

@@ -1,0 +1,151 @@
+"""The engine: runs cells (case × endpoint) through providers and hands each finished cell to the report.
+
+Front ends (the pytest plugin, the CLI) only adapt: they build an ``Engine`` and ask it for cells. The
+engine's coroutines run on one event loop; ``EngineThread`` gives synchronous callers (pytest tests)
+that loop in a background thread, so providers' connection pools live for the whole run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from harness.cases import Case, OutputCheck
+from harness.catalogue import Catalogue
+from harness.cells import Cell
+from harness.classify import Classification, Evidence
+from harness.endpoints import Endpoint
+from harness.errors import ConfigError
+from harness.outcomes import Outcome
+from harness.preflight import preflight
+from harness.providers.base import BaseProvider, OutputImage, failure
+from harness.providers.comfyui import ComfyUIProvider
+from harness.report.matrix import MatrixWriter
+
+__all__ = ["PROVIDERS", "Engine", "EngineThread", "check_outputs"]
+
+PROVIDERS: dict[str, type[BaseProvider]] = {"comfyui": ComfyUIProvider}
+"""Endpoint kind → provider class."""
+
+T = TypeVar("T")
+
+
+def check_outputs(images: Sequence[OutputImage], expected: OutputCheck) -> Classification | None:
+    """``output_invalid`` when a successful run's saved images are missing, unreadable or the wrong size.
+
+    Only saved images (type ``output``) count: previews that output nodes such as FluxResolutionNode
+    emit along the way are not what a workflow is run for.
+    """
+    images = [i for i in images if i.type == "output"]
+    broken = [i for i in images if i.error]
+    if broken:
+        return failure(Outcome.OUTPUT_INVALID, f"{broken[0].filename}: {broken[0].error}")
+    if len(images) < expected.min_images:
+        return failure(Outcome.OUTPUT_INVALID, f"expected at least {expected.min_images} image(s), the endpoint returned {len(images)}")
+    for image in images:
+        wrong = [(k, getattr(image, k), want) for k, want in (("width", expected.width), ("height", expected.height))
+                 if want is not None and getattr(image, k) != want]
+        if wrong:
+            what = ", ".join(f"{k} {got} (expected {want})" for k, got, want in wrong)
+            return failure(Outcome.OUTPUT_INVALID, f"{image.filename}: {what}")
+    return None
+
+
+class Engine:
+    """One run: its endpoints' providers, what each endpoint told about itself, and the report."""
+
+    def __init__(self, endpoints: Sequence[Endpoint], writer: MatrixWriter) -> None:
+        for endpoint in endpoints:
+            if endpoint.kind not in PROVIDERS:
+                raise ConfigError(f"endpoint {endpoint.name!r}: kind {endpoint.kind!r} is not one of {sorted(PROVIDERS)}")
+            endpoint.check_secrets()
+        self.endpoints = {e.name: e for e in endpoints}
+        self.writer = writer
+        self.providers: dict[str, BaseProvider] = {}
+        self.catalogues: dict[str, Catalogue | None] = {}
+        self._limits: dict[str, asyncio.Semaphore] = {}
+
+    async def start(self) -> None:
+        """Open a provider per endpoint and read each endpoint's catalogue and provenance, concurrently."""
+        for name, endpoint in self.endpoints.items():
+            self.providers[name] = PROVIDERS[endpoint.kind](endpoint)
+            self._limits[name] = asyncio.Semaphore(endpoint.max_concurrency)
+        await asyncio.gather(*(self._introduce(name) for name in self.endpoints))
+
+    async def _introduce(self, name: str) -> None:
+        provider = self.providers[name]
+        catalogue, provenance = await asyncio.gather(provider.catalogue(), provider.provenance())
+        self.catalogues[name] = catalogue
+        self.writer.add_endpoint(self.endpoints[name], provenance, catalogue.source if catalogue else None)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(p.aclose() for p in self.providers.values()))
+
+    async def run_cell(self, case: Case, endpoint_name: str) -> Cell:
+        endpoint = self.endpoints[endpoint_name]
+        provider = self.providers[endpoint_name]
+        cell_dir = self.writer.cell_dir(case.id, endpoint_name)
+        body_file = cell_dir / "request.json"
+        body_file.write_text(json.dumps(provider.request_body(case.workflow), indent=2), encoding="utf-8")
+        catalogue = self.catalogues.get(endpoint_name)
+        prediction = preflight(case.workflow, catalogue) if catalogue is not None else None
+        budget = case.timeout or (endpoint.timeouts.queue + endpoint.timeouts.execution)
+        async with self._limits[endpoint_name]:
+            record = await provider.run(case.workflow, deadline=time.monotonic() + budget, outputs_dir=cell_dir / "outputs")
+        verdict = record.classification or check_outputs(record.images, case.outputs)
+        outcome = verdict.outcome if verdict else Outcome.PASSED
+        cell = Cell(
+            case=case.id,
+            endpoint=endpoint_name,
+            outcome=outcome,
+            expected=case.expected_for(endpoint),
+            predicted=(prediction.outcome if prediction else Outcome.PASSED) if catalogue is not None else None,
+            partial=bool(verdict and verdict.partial),
+            evidence=_evidence(verdict, prediction),
+            timings=record.timings,
+            repro=provider.repro(str(body_file.relative_to(self.writer.dir))),
+            images=record.images,
+            tags=case.tags,
+            job_id=record.job_id,
+        )
+        self.writer.add_cell(cell)
+        return cell
+
+
+def _evidence(verdict: Classification | None, prediction: Classification | None) -> dict:
+    """The observed evidence; for a missing node, the preflight's complete list of missing classes.
+
+    ComfyUI names only the first missing class it meets; the preflight read the endpoint's whole
+    catalogue, so it can name them all.
+    """
+    if verdict is None:
+        return {}
+    evidence = verdict.evidence.to_dict()
+    if verdict.outcome is Outcome.MISSING_NODE and prediction is not None and prediction.outcome is Outcome.MISSING_NODE:
+        predicted = prediction.evidence.to_dict()
+        for key in ("missing_classes", "packages", "message"):
+            if predicted.get(key):
+                evidence[key] = predicted[key]
+    return evidence
+
+
+class EngineThread:
+    """An event loop in a daemon thread, so synchronous code can await the engine's coroutines."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="comfy-compat-engine", daemon=True)
+        self._thread.start()
+
+    def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()

@@ -1,0 +1,237 @@
+"""Native ComfyUI: POST /prompt with a client_id, completion by websocket, /history as the record.
+
+The websocket is the fast path (ComfyUI pushes ``execution_start`` and the final ``executing`` with
+``node: null``); when it cannot be opened (a proxy without websocket support), the provider polls
+``/queue`` and ``/history/{id}`` instead. Either way the history entry is the source of truth for the
+outcome, as every ComfyUI wrapper treats it. Every wait is bounded: past the queue budget the prompt is
+deleted from the queue (``queue_timeout``); past the cell's deadline a running prompt is interrupted
+(``execution_timeout``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+
+from harness.catalogue import Catalogue
+from harness.classify import Classification, classify_history, classify_prompt_response
+from harness.outcomes import Outcome
+from harness.providers.base import (
+    BaseProvider,
+    OutputImage,
+    RunRecord,
+    Timings,
+    TransportFailure,
+    failure,
+    inspect_image,
+    transport_failures,
+)
+
+__all__ = ["ComfyUIProvider"]
+
+_POLL_INTERVAL = 0.05
+_POLL_INTERVAL_MAX = 1.0
+
+
+class ComfyUIProvider(BaseProvider):
+    kind = "comfyui"
+
+    def request_body(self, workflow: dict) -> dict:
+        return {"prompt": workflow}
+
+    def repro_path(self) -> str:
+        return "/prompt"
+
+    async def catalogue(self) -> Catalogue | None:
+        try:
+            with transport_failures(self.endpoint, "GET /object_info"):
+                response = await self.client.get("/object_info", timeout=60.0)
+        except TransportFailure:
+            return None
+        if response.status_code != 200:
+            return None
+        return Catalogue(response.json(), f"{self.endpoint.public_url}/object_info")
+
+    async def provenance(self) -> dict | None:
+        try:
+            with transport_failures(self.endpoint, "GET /system_stats"):
+                response = await self.client.get("/system_stats")
+            stats = response.json() if response.status_code == 200 else None
+        except (TransportFailure, ValueError):
+            return None
+        if not isinstance(stats, dict):
+            return None
+        system = stats.get("system", {})
+        keep = ("comfyui_version", "python_version", "pytorch_version", "os", "embedded_python")
+        return {
+            **{k: system[k] for k in keep if k in system},
+            "devices": [d.get("name") for d in stats.get("devices", []) if isinstance(d, dict)],
+        }
+
+    async def run(self, workflow: dict, *, deadline: float, outputs_dir: Path) -> RunRecord:
+        started = time.monotonic()
+        client_id = uuid.uuid4().hex
+        try:
+            async with _EventStream(self.endpoint.url, client_id, self.endpoint.resolved_headers()) as events:
+                with transport_failures(self.endpoint, "POST /prompt"):
+                    response = await self.client.post("/prompt", json={**self.request_body(workflow), "client_id": client_id})
+                rejected, prompt_id, partial = _read_submission(response)
+                if rejected is not None:
+                    return RunRecord(rejected, timings=Timings(total=time.monotonic() - started))
+                waited = await self._wait(prompt_id, events, started, deadline)
+                if isinstance(waited, Classification):
+                    return RunRecord(waited, timings=Timings(total=time.monotonic() - started), job_id=prompt_id)
+                entry, queue_s, exec_s = waited
+                verdict = partial or classify_history(entry)
+                images = () if verdict is not None else await self._download(entry, outputs_dir)
+                timings = Timings(queue=queue_s, execution=exec_s, total=time.monotonic() - started)
+                return RunRecord(verdict, tuple(images), timings, prompt_id)
+        except TransportFailure as exc:
+            return RunRecord(exc.classification, timings=Timings(total=time.monotonic() - started))
+
+    async def _wait(self, prompt_id: str, events: _EventStream, started: float, deadline: float):
+        """Wait for the prompt to finish: (history entry, queue s, execution s), or a timeout verdict."""
+        queue_deadline = min(deadline, started + self.endpoint.timeouts.queue)
+        began_at: float | None = None
+        interval = _POLL_INTERVAL
+        while True:
+            now = time.monotonic()
+            if began_at is None and now >= queue_deadline:
+                await self._post_quietly("/queue", {"delete": [prompt_id]})
+                return failure(Outcome.QUEUE_TIMEOUT, f"prompt {prompt_id} did not start within {queue_deadline - started:.1f} s")
+            if now >= deadline:
+                await self._post_quietly("/interrupt", {"prompt_id": prompt_id})
+                return failure(Outcome.EXECUTION_TIMEOUT, f"prompt {prompt_id} did not finish within {deadline - started:.1f} s; interrupted")
+            limit = min(queue_deadline if began_at is None else deadline, deadline) - now
+            if events.connected:
+                event = await events.next_for(prompt_id, timeout=limit)
+                if event == "started" and began_at is None:
+                    began_at = time.monotonic()
+                if event != "finished":
+                    continue
+            else:
+                await asyncio.sleep(min(interval, max(limit, 0)))
+                interval = min(interval * 2, _POLL_INTERVAL_MAX)
+                if began_at is None and await self._is_running(prompt_id):
+                    began_at = time.monotonic()
+            entry = await self._history(prompt_id)
+            if entry is not None:
+                finished = time.monotonic()
+                begun = began_at if began_at is not None else finished
+                return entry, begun - started, finished - begun
+
+    async def _is_running(self, prompt_id: str) -> bool:
+        with transport_failures(self.endpoint, "GET /queue"):
+            response = await self.client.get("/queue")
+        running = response.json().get("queue_running", []) if response.status_code == 200 else []
+        return any(len(item) > 1 and item[1] == prompt_id for item in running)
+
+    async def _history(self, prompt_id: str) -> dict | None:
+        with transport_failures(self.endpoint, f"GET /history/{prompt_id}"):
+            response = await self.client.get(f"/history/{prompt_id}")
+        if response.status_code != 200:
+            raise TransportFailure(failure(Outcome.PROTOCOL_ERROR, f"GET /history/{prompt_id} answered {response.status_code}", http_status=response.status_code))
+        # ComfyUI answers {} until the prompt is finished, then {prompt_id: entry}.
+        return response.json().get(prompt_id)
+
+    async def _post_quietly(self, path: str, body: dict) -> None:
+        """Best-effort clean-up after a timeout; the verdict does not depend on it."""
+        try:
+            await self.client.post(path, json=body, timeout=5.0)
+        except httpx.HTTPError:
+            pass
+
+    async def _download(self, entry: dict, outputs_dir: Path) -> list[OutputImage]:
+        images = []
+        for node_id, node_output in (entry.get("outputs") or {}).items():
+            for ref in node_output.get("images", []) if isinstance(node_output, dict) else []:
+                images.append(await self._fetch_image(node_id, ref, outputs_dir))
+        return images
+
+    async def _fetch_image(self, node_id: str, ref: dict, outputs_dir: Path) -> OutputImage:
+        filename = str(ref.get("filename", ""))
+        params = {"filename": filename, "subfolder": ref.get("subfolder", ""), "type": ref.get("type", "output")}
+        outputs_dir.mkdir(parents=True, exist_ok=True)
+        target = outputs_dir / f"{node_id}_{Path(filename).name or 'output'}"
+        with transport_failures(self.endpoint, f"GET /view {filename}"):
+            async with self.client.stream("GET", "/view", params=params) as response:
+                if response.status_code != 200:
+                    return OutputImage(filename, str(target), 0, params["type"], error=f"GET /view answered {response.status_code}")
+                # Streamed to disk so a large output never sits in memory whole.
+                with target.open("wb") as fh:
+                    async for chunk in response.aiter_bytes(1 << 20):
+                        fh.write(chunk)
+        return inspect_image(target, filename, params["type"])
+
+
+def _read_submission(response: httpx.Response) -> tuple[Classification | None, str, Classification | None]:
+    """(rejection, prompt_id, partial-acceptance verdict) from POST /prompt's answer."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = response.text
+    verdict = classify_prompt_response(response.status_code, body)
+    if response.status_code != 200 or not isinstance(body, dict) or "prompt_id" not in body:
+        return verdict or failure(Outcome.PROTOCOL_ERROR, f"POST /prompt answered {response.status_code} without a prompt_id", http_status=response.status_code), "", None
+    # A 200 with node_errors ran only some outputs: classified by its node_errors, never passed.
+    return None, str(body["prompt_id"]), verdict
+
+
+class _EventStream:
+    """ComfyUI's websocket for one client_id, reduced to the two facts the provider needs per prompt."""
+
+    def __init__(self, base_url: str, client_id: str, headers: dict[str, str]) -> None:
+        self.url = base_url.replace("http", "ws", 1) + f"/ws?clientId={client_id}"
+        self.headers = headers
+        self.connected = False
+        self._session: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+
+    async def __aenter__(self) -> _EventStream:
+        self._session = aiohttp.ClientSession(headers=self.headers)
+        try:
+            self._ws = await self._session.ws_connect(self.url, timeout=aiohttp.ClientWSTimeout(ws_close=5.0), heartbeat=30.0)
+            self.connected = True
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            # No websocket (a proxy in front, an older gateway): fall back to polling.
+            self.connected = False
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+        if self._session is not None:
+            await self._session.close()
+
+    async def next_for(self, prompt_id: str, timeout: float) -> str | None:
+        """Wait for ``started`` or ``finished`` of this prompt; None on timeout or other traffic."""
+        assert self._ws is not None
+        try:
+            message = await self._ws.receive(timeout=max(timeout, 0.001))
+        except asyncio.TimeoutError:
+            return None
+        if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+            self.connected = False  # the socket died mid-run: keep going by polling
+            return None
+        if message.type != aiohttp.WSMsgType.TEXT:
+            return None  # binary previews
+        try:
+            event = json.loads(message.data)
+            kind, data = event["type"], event.get("data") or {}
+        except (ValueError, KeyError, TypeError):
+            return None
+        if data.get("prompt_id") != prompt_id:
+            return None
+        if kind == "execution_start":
+            return "started"
+        # executing with node null is sent after the history entry is written, on every ending.
+        if kind == "executing" and data.get("node") is None:
+            return "finished"
+        return None

@@ -1,0 +1,1 @@
+"""Report writers: matrix.json (the contract), matrix.md (for people), both written as cells finish."""

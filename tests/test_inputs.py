@@ -1,0 +1,111 @@
+"""What users hand the harness: workflows, case files, endpoint options and files; bad input, one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.cases import cases_from_workflows, load_case_files
+from harness.endpoints import Endpoint, load_endpoints_file, parse_endpoint_option
+from harness.errors import ConfigError, SecretMissing, WorkflowError
+from harness.outcomes import Outcome
+from harness.workflows import load_workflow
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_the_builtin_cases_load_with_their_expectations():
+    cases = {c.id: c for c in load_case_files(sorted((ROOT / "cases").glob("*.yaml")))}
+    assert {"smoke_invert", "sdxl_baseline", "denrisi_zimage"} <= set(cases)
+    denrisi = cases["denrisi_zimage"]
+    assert denrisi.expected_for(Endpoint("stock", "http://x", profile="stock")) is Outcome.MISSING_NODE
+    assert denrisi.expected_for(Endpoint("custom", "http://x")) is Outcome.PASSED
+    assert denrisi.workflow["11"]["inputs"]["seed"] == 42
+
+
+def test_a_ui_export_is_refused_with_how_to_export_api_format(tmp_path):
+    path = write(tmp_path / "ui.json", json.dumps({"nodes": [], "links": [], "version": 0.4}))
+    with pytest.raises(WorkflowError, match=r"ui\.json: it is a UI export .*Export \(API\)"):
+        load_workflow(path)
+
+
+def test_a_case_file_error_names_file_field_and_expectation(tmp_path):
+    path = write(tmp_path / "bad.yaml", "cases:\n  - id: a\n    workflow: x.json\n    expect: pased\n")
+    with pytest.raises(ConfigError) as info:
+        load_case_files([path])
+    message = str(info.value)
+    assert message.startswith(f"{path}: $.cases[0].expect: ")
+    assert "\n" not in message
+
+
+def test_overrides_by_shorthand_node_and_class(tmp_path):
+    (tmp_path / "wf.json").write_text((ROOT / "workflows/sdxl_baseline.json").read_text())
+    path = write(tmp_path / "c.yaml", """
+cases:
+  - id: tuned
+    workflow: wf.json
+    overrides:
+      seed: 7
+      steps: 9
+      prompt: a red fox
+      size: [768, 512]
+      inputs:
+        - {node: "3", input: cfg, value: 4.5}
+        - {class: CLIPTextEncode, input: text, value: same}
+""")
+    wf = load_case_files([path])[0].workflow
+    assert wf["3"]["inputs"]["seed"] == 7 and wf["3"]["inputs"]["steps"] == 9 and wf["3"]["inputs"]["cfg"] == 4.5
+    assert (wf["5"]["inputs"]["width"], wf["5"]["inputs"]["height"]) == (768, 512)
+    assert wf["6"]["inputs"]["text"] == "same" and wf["7"]["inputs"]["text"] == "same"
+
+
+def test_an_override_that_matches_nothing_is_an_error(tmp_path):
+    (tmp_path / "wf.json").write_text((ROOT / "workflows/denrisi_zimage_res4lyf.json").read_text())
+    path = write(tmp_path / "c.yaml", "cases:\n  - id: a\n    workflow: wf.json\n    overrides: {size: [512, 512]}\n")
+    with pytest.raises(WorkflowError, match=r"override 'size': no node"):
+        load_case_files([path])
+
+
+def test_workflows_dir_replays_each_json_expecting_passed(tmp_path):
+    (tmp_path / "a.json").write_text((ROOT / "workflows/smoke_invert.json").read_text())
+    [case] = cases_from_workflows(tmp_path)
+    assert case.id == "a" and case.expected_for(Endpoint("e", "http://x")) is Outcome.PASSED
+
+
+def test_endpoint_option_forms():
+    assert parse_endpoint_option("stock=http://127.0.0.1:8188/", 0) == Endpoint("stock", "http://127.0.0.1:8188")
+    assert parse_endpoint_option("http://127.0.0.1:9", 0).name == "127.0.0.1:9"
+    with pytest.raises(ConfigError, match="expected URL or name=URL"):
+        parse_endpoint_option("stock=ftp://x", 0)
+
+
+def test_endpoints_file_secrets_come_from_env_and_never_show(tmp_path, monkeypatch):
+    path = write(tmp_path / "endpoints.yaml", """
+endpoints:
+  prod:
+    url: https://user:pw@example.invalid/api?token=abc
+    headers: {Authorization: "Bearer ${COMFY_TEST_KEY}"}
+    timeouts: {queue: 30}
+""")
+    [endpoint] = load_endpoints_file(path)
+    assert endpoint.public_url == "https://example.invalid/api"
+    assert endpoint.timeouts.queue == 30
+    monkeypatch.delenv("COMFY_TEST_KEY", raising=False)
+    with pytest.raises(SecretMissing, match="needs environment variable COMFY_TEST_KEY"):
+        endpoint.check_secrets()
+    monkeypatch.setenv("COMFY_TEST_KEY", "s3cret")
+    assert endpoint.resolved_headers() == {"Authorization": "Bearer s3cret"}
+    assert endpoint.shell_headers() == {"Authorization": "Bearer $COMFY_TEST_KEY"}
+
+
+def test_endpoints_file_errors_are_one_line(tmp_path):
+    path = write(tmp_path / "endpoints.yaml", "endpoints:\n  a: {url: 'localhost:8188'}\n")
+    with pytest.raises(ConfigError, match=r"endpoints\.yaml: \$\.endpoints\.a\.url: 'localhost:8188' does not match"):
+        load_endpoints_file(path)
