@@ -1,0 +1,229 @@
+"""What nodes compute on the reference endpoint: no tensors, only the facts a compatibility run checks.
+
+Image-like values (IMAGE, MASK, LATENT) carry their batch size, height, width, channel count and a flat
+colour; model-like values (MODEL, CLIP, VAE, CONDITIONING, ...) are opaque handles. A few classes are
+modelled after their real code (sizes, file I/O, the recorded failures); every other class passes the
+size of its first image-like input through to its image-like outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
+
+from harness.catalogue import NodeClass
+from harness.reference.failures import NodeFailure, frame
+from harness.reference.storage import Storage
+
+__all__ = ["Handle", "NodeCall", "Pixels", "format_value", "run_node"]
+
+_LATENT_SCALE = 8
+_IMAGE_KINDS = ("IMAGE", "MASK", "LATENT")
+
+
+@dataclass(frozen=True)
+class Pixels:
+    """An IMAGE, MASK or LATENT; a LATENT's height and width are in latent cells (pixels / 8)."""
+
+    kind: str
+    batch: int
+    height: int
+    width: int
+    channels: int = 3
+    colour: tuple[int, ...] = (0, 0, 0)
+
+    def as_kind(self, kind: str) -> Pixels:
+        """The same picture as another kind: latents grow ×8 when decoded, images shrink when encoded."""
+        if kind == self.kind or {kind, self.kind} <= {"IMAGE", "MASK"}:
+            return replace(self, kind=kind)
+        if kind == "LATENT":
+            return replace(self, kind=kind, height=self.height // _LATENT_SCALE, width=self.width // _LATENT_SCALE)
+        return replace(self, kind=kind, height=self.height * _LATENT_SCALE, width=self.width * _LATENT_SCALE, channels=3)
+
+    def __str__(self) -> str:
+        # The real server prints torch's tensor repr here; the reference shows the shape it tracks.
+        return f"{self.kind.lower()}(batch={self.batch}, height={self.height}, width={self.width}, channels={self.channels})"
+
+
+@dataclass(frozen=True)
+class Handle:
+    """A model-like output: what produced it, for messages."""
+
+    type: str
+    node_id: str
+
+    def __str__(self) -> str:
+        return f"<{self.type} from node {self.node_id}>"
+
+
+@dataclass
+class NodeCall:
+    """One node about to run: its class, resolved inputs and the server's files."""
+
+    node_id: str
+    node: NodeClass
+    inputs: dict[str, Any]
+    storage: Storage
+    prompt: Mapping[str, Any]
+    extra_data: Mapping[str, Any]
+
+    def number(self, name: str) -> Any:
+        """An input's value, or the catalogue default when a link delivered nothing the reference tracks."""
+        value = self.inputs.get(name)
+        return self.node.inputs[name].extra.get("default") if value is None else value
+
+    def first_pixels(self) -> Pixels | None:
+        return next((v for v in self.inputs.values() if isinstance(v, Pixels)), None)
+
+
+def format_value(value: Any) -> Any:
+    """``execution.format_value``: how ``current_inputs`` shows a value."""
+    if value is None or isinstance(value, (int, float, bool, str)):
+        return value
+    return str(value)
+
+
+Result = tuple[tuple, dict | None]
+"""A node's outputs by slot and its UI dict (None when it shows nothing)."""
+
+
+def _passthrough(call: NodeCall) -> Result:
+    source = call.first_pixels() or Pixels("IMAGE", 1, 512, 512)
+    outputs = tuple(
+        source.as_kind(t) if t in _IMAGE_KINDS else Handle(str(t), call.node_id)
+        for t in call.node.outputs
+    )
+    return outputs, None
+
+
+def _rgb(color: int) -> tuple[int, int, int]:
+    return (color >> 16) & 0xFF, (color >> 8) & 0xFF, color & 0xFF
+
+
+def _empty_image(call: NodeCall) -> Result:
+    size = (call.number("batch_size"), call.number("height"), call.number("width"))
+    return (Pixels("IMAGE", *size, colour=_rgb(call.number("color"))),), None
+
+
+def _empty_latent(call: NodeCall) -> Result:
+    height, width = call.number("height") // _LATENT_SCALE, call.number("width") // _LATENT_SCALE
+    return (Pixels("LATENT", call.number("batch_size"), height, width),), None
+
+
+def _solid_mask(call: NodeCall) -> Result:
+    grey = round(call.number("value") * 255)
+    return (Pixels("MASK", 1, call.number("height"), call.number("width"), 1, (grey,)),), None
+
+
+def _invert(call: NodeCall) -> Result:
+    image = call.inputs["image"]
+    return (replace(image, colour=tuple(255 - c for c in image.colour)),), None
+
+
+def _join_alpha(call: NodeCall) -> Result:
+    image = call.inputs["image"]
+    return (replace(image, channels=4, colour=(*image.colour[:3], 255 - call.inputs["alpha"].colour[0])),), None
+
+
+def _image_batch(call: NodeCall) -> Result:
+    first, second = call.inputs["image1"], call.inputs["image2"]
+    if first.channels != second.channels:
+        # nodes.ImageBatch rescales image2 to image1's size, then torch.cat fails on the channel count.
+        raise NodeFailure(
+            "RuntimeError",
+            "Sizes of tensors must match except in dimension 0. "
+            f"Expected size {first.channels} but got size {second.channels} for tensor number 1 in the list.",
+            (frame("/opt/ComfyUI/nodes.py", 1857, "batch", "s = torch.cat((image1, image2), dim=0)", " " * 8 + "^" * 34),),
+        )
+    return (replace(first, batch=first.batch + second.batch),), None
+
+
+def _flux_resolution(call: NodeCall) -> Result:
+    """ControlAltAI-Nodes 721492b ``FluxResolutionNode.calculate_dimensions``."""
+    megapixel = float(call.number("megapixel"))
+    round_to = int(call.number("divisible_by"))
+    custom = call.inputs.get("custom_aspect_ratio")
+    ratio = custom if call.inputs.get("custom_ratio") and custom else call.number("aspect_ratio").split(" ")[0]
+    width_ratio, height_ratio = map(int, ratio.split(":"))
+    dimension = (megapixel * 1_000_000 / (width_ratio * height_ratio)) ** 0.5
+    width = round(int(dimension * width_ratio) / round_to) * round_to
+    height = round(int(dimension * height_ratio) / round_to) * round_to
+    # The node draws its preview on a fixed 1024x1024 canvas; it returns no UI, so nothing is saved.
+    return (width, height, f"{width} x {height}", Pixels("IMAGE", 1, 1024, 1024)), None
+
+
+def _load_image(call: NodeCall) -> Result:
+    name = call.inputs["image"]
+    path = call.storage.annotated_path(name)
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            channels = 4 if "A" in img.getbands() else 3
+    except UnidentifiedImageError:
+        raise NodeFailure(
+            "PIL.UnidentifiedImageError",
+            f"cannot identify image file '/opt/ComfyUI/input/{name}'",
+            (
+                frame("/opt/ComfyUI/nodes.py", 1647, "load_image", "img = node_helpers.pillow(Image.open, image_path)", " " * 10 + "^" * 43),
+                frame("/opt/ComfyUI/node_helpers.py", 31, "pillow", "x = fn(arg)", " " * 8 + "^" * 7),
+                frame("/opt/venv/lib/python3.11/site-packages/PIL/Image.py", 3730, "open", "raise UnidentifiedImageError(msg)"),
+            ),
+        ) from None
+    image = Pixels("IMAGE", 1, height, width, 3, (128, 128, 128))
+    return (image, Pixels("MASK", 1, height, width, 1, (0,))), None
+
+
+def _image_saver(kind: str, compress_level: int, prefix_suffix: Callable[[], str]) -> Callable[[NodeCall], Result]:
+    """SaveImage (``output``) and PreviewImage (``temp``): one PNG per batch item, ComfyUI's names."""
+
+    def save(call: NodeCall) -> Result:
+        images = call.inputs["images"].as_kind("IMAGE")
+        prefix = str(call.inputs.get("filename_prefix", "ComfyUI")) + prefix_suffix()
+        folder, base, subfolder, counter = call.storage.next_save_path(kind, prefix)
+        info = PngImagePlugin.PngInfo()
+        info.add_text("prompt", json.dumps(dict(call.prompt)))
+        for key, value in (call.extra_data.get("extra_pnginfo") or {}).items():
+            info.add_text(key, json.dumps(value))
+        mode = "RGBA" if images.channels == 4 else "RGB"
+        colour = (tuple(images.colour) * 3)[: len(mode)]
+        results = []
+        for batch_number in range(images.batch):
+            filename = f"{base.replace('%batch_num%', str(batch_number))}_{counter:05}_.png"
+            Image.new(mode, (images.width, images.height), colour).save(
+                folder / filename, pnginfo=info, compress_level=compress_level
+            )
+            results.append({"filename": filename, "subfolder": subfolder, "type": kind})
+            counter += 1
+        return (), {"images": results}
+
+    return save
+
+
+def _preview_suffix() -> str:
+    # PreviewImage appends "_temp_" and five random letters from this alphabet (sic, ComfyUI's).
+    return "_temp_" + "".join(random.choice("abcdefghijklmnopqrstupvxyz") for _ in range(5))
+
+
+_BEHAVIOURS: dict[str, Callable[[NodeCall], Result]] = {
+    "EmptyImage": _empty_image,
+    "EmptyLatentImage": _empty_latent,
+    "EmptySD3LatentImage": _empty_latent,
+    "SolidMask": _solid_mask,
+    "ImageInvert": _invert,
+    "JoinImageWithAlpha": _join_alpha,
+    "ImageBatch": _image_batch,
+    "FluxResolutionNode": _flux_resolution,
+    "LoadImage": _load_image,
+    "SaveImage": _image_saver("output", 4, str),
+    "PreviewImage": _image_saver("temp", 1, _preview_suffix),
+}
+
+
+def run_node(call: NodeCall) -> Result:
+    """Compute a node's outputs and UI; raises NodeFailure where the real node would raise."""
+    return _BEHAVIOURS.get(call.node.name, _passthrough)(call)

@@ -1,0 +1,131 @@
+"""Deployment profiles of the reference endpoint: which catalogue, model files, input images and
+execution behaviour one simulated ComfyUI server has, read from YAML (``fixtures/profiles/*.yaml``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.catalogue import Catalogue, load_catalogue
+from harness.errors import ConfigError
+from harness.specfiles import load_checked
+from harness.validator import Flavour
+
+__all__ = ["BUILTIN_DIR", "FailureRule", "InputImage", "Profile", "load_profile"]
+
+BUILTIN_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "profiles"
+"""Where the built-in profiles live (the repository's fixtures; the package is installed editable)."""
+
+# The system block of fixtures/captures/stock/system_stats.json; a profile overrides single keys.
+RECORDED_SYSTEM: dict[str, Any] = {
+    "os": "posix",
+    "ram_total": 25325268992,
+    "ram_free": 23665414144,
+    "comfyui_version": "0.3.64",
+    "required_frontend_version": "1.27.10",
+    "installed_templates_version": "0.1.95",
+    "required_templates_version": "0.1.95",
+    "python_version": "3.11.7 (main, May  9 2026, 07:35:25) [GCC 12.2.0]",
+    "pytorch_version": "2.14.1+cu130",
+    "embedded_python": False,
+    "argv": ["main.py", "--cpu", "--listen", "127.0.0.1", "--port", "8188", "--disable-auto-launch"],
+}
+
+# ComfyUI ships an input/example.png; its size is not recorded, so plain names are generated at this size.
+DEFAULT_INPUT_SIZE = 512
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """A PNG the profile puts into ComfyUI's ``input/`` folder before the server starts."""
+
+    name: str
+    width: int = DEFAULT_INPUT_SIZE
+    height: int = DEFAULT_INPUT_SIZE
+
+
+@dataclass(frozen=True)
+class FailureRule:
+    """Makes every node of one class fail at execution with the given exception."""
+
+    class_type: str
+    exception_type: str
+    exception_message: str
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    catalogue_path: Path
+    remove_classes: tuple[str, ...] = ()
+    models: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Model file names per ComfyUI models folder (``checkpoints``, ``vae``, ...)."""
+    inputs: tuple[InputImage, ...] = (InputImage("example.png"),)
+    node_seconds: float = 0.003
+    class_seconds: Mapping[str, float] = field(default_factory=dict)
+    failures: tuple[FailureRule, ...] = ()
+    flavour: Flavour = Flavour.V0_3_64
+    system: Mapping[str, Any] = field(default_factory=lambda: dict(RECORDED_SYSTEM))
+    source: str = "<memory>"
+
+    @classmethod
+    def builtin(cls, name: str) -> Profile:
+        path = BUILTIN_DIR / f"{name}.yaml"
+        if not path.is_file():
+            known = sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
+            raise ConfigError(f"profile {name!r}: no such built-in profile (known: {', '.join(known)})")
+        return cls.from_file(path)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Profile:
+        path = Path(path)
+        data = load_checked(path, "profile")
+        catalogue_path = (path.parent / data["catalogue"]).resolve()
+        if not catalogue_path.is_file():
+            raise ConfigError(f"{path}: $.catalogue: no such file {catalogue_path}")
+        execution = data.get("execution", {})
+        return cls(
+            name=data["name"],
+            catalogue_path=catalogue_path,
+            remove_classes=tuple(data.get("remove_classes", ())),
+            models={folder: tuple(names) for folder, names in data.get("models", {}).items()},
+            inputs=tuple(_input_image(item) for item in data.get("inputs", ["example.png"])),
+            node_seconds=execution.get("node_seconds", cls.node_seconds),
+            class_seconds=dict(execution.get("class_seconds", {})),
+            failures=tuple(FailureRule(**rule) for rule in execution.get("failures", ())),
+            flavour=Flavour(data.get("flavour", Flavour.V0_3_64.value)),
+            system={**RECORDED_SYSTEM, **data.get("system_stats", {})},
+            source=str(path),
+        )
+
+    def catalogue(self) -> Catalogue:
+        catalogue = load_catalogue(self.catalogue_path)
+        return catalogue.without(*self.remove_classes) if self.remove_classes else catalogue
+
+    def seconds_for(self, class_type: str) -> float:
+        return self.class_seconds.get(class_type, self.node_seconds)
+
+    def failure_for(self, class_type: str) -> FailureRule | None:
+        return next((rule for rule in self.failures if rule.class_type == class_type), None)
+
+    def replace(self, **changes: Any) -> Profile:
+        """A copy with some fields changed, e.g. ``models={}`` for a server without model files."""
+        return dataclasses.replace(self, **changes)
+
+
+def _input_image(item: str | Mapping[str, Any]) -> InputImage:
+    return InputImage(item) if isinstance(item, str) else InputImage(**item)
+
+
+def load_profile(name_or_path: str | Path | Profile) -> Profile:
+    """A built-in profile by name (``stock``, ``custom``), or a profile YAML file by path."""
+    if isinstance(name_or_path, Profile):
+        return name_or_path
+    text = str(name_or_path)
+    if text.endswith((".yaml", ".yml")) or "/" in text:
+        return Profile.from_file(text)
+    return Profile.builtin(text)

@@ -1,0 +1,172 @@
+"""The JSON routes of the reference endpoint: prompt, queue, history, interrupt and the server
+descriptions, each doing what ComfyUI 0.3.64's ``server.py`` handler of the same path does.
+
+Exceptions are left to escape where ComfyUI lets them escape: aiohttp then answers 500 text/plain
+"500 Internal Server Error\\n\\nServer got itself in trouble", as it does for the real server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+from aiohttp import web
+
+from harness.reference.hub import FEATURES
+from harness.reference.state import STATE
+from harness.validator import validate_prompt
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+
+_NO_PROMPT = {"type": "no_prompt", "message": "No prompt provided", "details": "No prompt provided", "extra_info": {}}
+
+# GET /models of the recording server (fixtures/captures/stock/models_list.json).
+MODEL_FOLDERS = (
+    "checkpoints", "configs", "loras", "vae", "text_encoders", "diffusion_models", "clip_vision",
+    "style_models", "embeddings", "diffusers", "vae_approx", "controlnet", "gligen", "upscale_models",
+    "custom_nodes", "hypernetworks", "photomaker", "classifiers", "model_patches", "audio_encoders",
+)
+
+
+@routes.post("/prompt")
+async def post_prompt(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    json_data = await request.json()
+    if "number" in json_data:
+        number = float(json_data["number"])
+    else:
+        number = state.number
+        if "front" in json_data and json_data["front"]:
+            number = -number
+        state.number += 1
+    if "prompt" not in json_data:
+        return web.json_response({"error": _NO_PROMPT, "node_errors": {}}, status=400)
+    prompt_id = str(json_data.get("prompt_id", uuid.uuid4()))
+    targets = json_data["partial_execution_targets"] if "partial_execution_targets" in json_data else None
+    valid = validate_prompt(
+        json_data["prompt"], state.catalogue, state.files(), flavour=state.profile.flavour, partial_execution_targets=targets
+    )
+    extra_data = json_data["extra_data"] if "extra_data" in json_data else {}
+    if "client_id" in json_data:
+        extra_data["client_id"] = json_data["client_id"]
+    if not valid.accepted:
+        return web.json_response(valid.response_body(prompt_id, number), status=400)
+    state.queue.put((number, prompt_id, valid.prompt, extra_data, valid.outputs))
+    return web.json_response(valid.response_body(prompt_id, number))
+
+
+@routes.get("/prompt")
+async def get_prompt(request: web.Request) -> web.Response:
+    return web.json_response(request.app[STATE].queue_info())
+
+
+@routes.get("/queue")
+async def get_queue(request: web.Request) -> web.Response:
+    running, pending = request.app[STATE].queue.current()
+    return web.json_response({"queue_running": running, "queue_pending": pending})
+
+
+@routes.post("/queue")
+async def post_queue(request: web.Request) -> web.Response:
+    queue = request.app[STATE].queue
+    json_data = await request.json()
+    if "clear" in json_data and json_data["clear"]:
+        queue.wipe()
+    if "delete" in json_data:
+        for prompt_id in json_data["delete"]:
+            queue.delete(prompt_id)
+    return web.Response(status=200)
+
+
+@routes.get("/history")
+async def get_history(request: web.Request) -> web.Response:
+    query = request.rel_url.query
+    max_items = int(query["max_items"]) if "max_items" in query else None
+    offset = int(query["offset"]) if "offset" in query else -1
+    return web.json_response(request.app[STATE].queue.get_history(max_items=max_items, offset=offset))
+
+
+@routes.get("/history/{prompt_id}")
+async def get_history_entry(request: web.Request) -> web.Response:
+    return web.json_response(request.app[STATE].queue.get_history(request.match_info["prompt_id"]))
+
+
+@routes.post("/history")
+async def post_history(request: web.Request) -> web.Response:
+    history = request.app[STATE].queue.history
+    json_data = await request.json()
+    if "clear" in json_data and json_data["clear"]:
+        history.clear()
+    if "delete" in json_data:
+        for prompt_id in json_data["delete"]:
+            history.pop(prompt_id, None)
+    return web.Response(status=200)
+
+
+@routes.post("/interrupt")
+async def post_interrupt(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    try:
+        json_data = await request.json()
+    except json.JSONDecodeError:
+        json_data = {}
+    prompt_id = json_data.get("prompt_id")
+    if not prompt_id or state.queue.is_running(prompt_id):
+        state.executor.interrupt()
+    return web.Response(status=200)
+
+
+@routes.get("/object_info")
+async def get_object_info(request: web.Request) -> web.Response:
+    return web.json_response(request.app[STATE].object_info())
+
+
+@routes.get("/object_info/{node_class}")
+async def get_object_info_node(request: web.Request) -> web.Response:
+    node_class = request.match_info["node_class"]
+    info = request.app[STATE].object_info()
+    return web.json_response({node_class: info[node_class]} if node_class in info else {})
+
+
+@routes.get("/system_stats")
+async def get_system_stats(request: web.Request) -> web.Response:
+    system = dict(request.app[STATE].profile.system)
+    device = {
+        "name": "cpu",
+        "type": "cpu",
+        "index": None,
+        "vram_total": system["ram_total"],
+        "vram_free": system["ram_free"],
+        "torch_vram_total": system["ram_total"],
+        "torch_vram_free": system["ram_free"],
+    }
+    return web.json_response({"system": system, "devices": [device]})
+
+
+@routes.get("/features")
+async def get_features(request: web.Request) -> web.Response:
+    return web.json_response(FEATURES)
+
+
+@routes.get("/embeddings")
+async def get_embeddings(request: web.Request) -> web.Response:
+    names = request.app[STATE].profile.models.get("embeddings", ())
+    return web.json_response([os.path.splitext(name)[0] for name in names])
+
+
+@routes.get("/models")
+async def get_model_types(request: web.Request) -> web.Response:
+    extra = [f for f in request.app[STATE].profile.models if f not in MODEL_FOLDERS]
+    return web.json_response([*MODEL_FOLDERS, *extra])
+
+
+@routes.get("/models/{folder}")
+async def get_models(request: web.Request) -> web.Response:
+    folder = request.match_info["folder"]
+    models = request.app[STATE].profile.models
+    if folder not in MODEL_FOLDERS and folder not in models:
+        return web.Response(status=404)
+    return web.json_response(list(models.get(folder, ())))

@@ -1,0 +1,58 @@
+"""Everything one running reference endpoint holds: its profile, catalogue, files, queue, websocket hub
+and executor, shared by the route handlers through the aiohttp application.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from aiohttp import web
+
+from harness.reference.executor import Executor
+from harness.reference.hub import Hub
+from harness.reference.objectinfo import object_info
+from harness.reference.profile import Profile
+from harness.reference.queue import PromptQueue
+from harness.reference.storage import Storage
+
+__all__ = ["STATE", "ServerState"]
+
+
+class ServerState:
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+        self.catalogue = profile.catalogue()
+        self.storage = Storage(profile.inputs)
+        self.hub = Hub(self.queue_info, lambda: (self.executor.client_id, self.executor.last_node_id))
+        self.queue = PromptQueue(self.hub.queue_updated)
+        self.executor = Executor(profile, self.catalogue, self.storage, self.queue, self.hub)
+        self.number = 0
+        """``PromptServer.number``: the priority given to the next prompt that brings none."""
+        self._worker = asyncio.create_task(self.executor.run_forever())
+        self._object_info: tuple[Any, dict] | None = None
+
+    def queue_info(self) -> dict:
+        return {"exec_info": {"queue_remaining": self.queue.remaining}}
+
+    def files(self) -> dict[str, list[str]]:
+        """Model files per folder and the files of input/, output/ and temp/, for validation."""
+        return {**{k: list(v) for k, v in self.profile.models.items()}, **self.storage.listing()}
+
+    def object_info(self) -> dict:
+        files = self.files()
+        key = repr(sorted(files.items()))
+        if self._object_info is None or self._object_info[0] != key:
+            self._object_info = (key, object_info(self.catalogue, files))
+        return self._object_info[1]
+
+    async def close(self) -> None:
+        self._worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._worker
+        await self.hub.close()
+        self.storage.close()
+
+
+STATE = web.AppKey("state", ServerState)

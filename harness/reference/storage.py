@@ -1,0 +1,121 @@
+"""The reference endpoint's files on disk: ComfyUI's ``input/``, ``output/`` and ``temp/`` folders in a
+temporary directory, with the path rules of ComfyUI's ``folder_paths``, ``/view`` and ``/upload/image``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from PIL import Image
+
+from harness.modelfiles import INPUT_FOLDER
+from harness.reference.profile import InputImage
+
+__all__ = ["FOLDER_TYPES", "Storage"]
+
+FOLDER_TYPES = ("input", "output", "temp")
+
+
+class Storage:
+    """One server's folders; removed by ``close()``."""
+
+    def __init__(self, inputs: Iterable[InputImage] = ()) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="comfy-compat-ref-"))
+        self.dirs = {kind: self.root / kind for kind in FOLDER_TYPES}
+        for folder in self.dirs.values():
+            folder.mkdir()
+        for image in inputs:
+            Image.new("RGB", (image.width, image.height), (128, 128, 128)).save(self.dirs["input"] / image.name)
+
+    def close(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def listing(self) -> dict[str, list[str]]:
+        """Relative paths of every file per folder type, as validation and LoadImage see them."""
+        out: dict[str, list[str]] = {}
+        for kind, folder in self.dirs.items():
+            out[INPUT_FOLDER if kind == "input" else kind] = sorted(
+                str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()
+            )
+        return out
+
+    def annotated_path(self, name: str) -> Path:
+        """``folder_paths.get_annotated_filepath``: "x.png", "sub/x.png" or "x.png [output]"."""
+        for kind in FOLDER_TYPES:
+            suffix = f" [{kind}]"
+            if name.endswith(suffix):
+                return self.dirs[kind] / name[: -len(suffix)]
+        return self.dirs["input"] / name
+
+    def view_path(self, filename: str, kind: str, subfolder: str | None) -> Path | int:
+        """The file ``/view`` serves, or the status it answers instead (ComfyUI's ``view_image``)."""
+        for annotated in FOLDER_TYPES:
+            suffix = f" [{annotated}]"
+            if filename.endswith(suffix):
+                filename, kind = filename[: -len(suffix)], annotated
+                break
+        if not filename:
+            return 400
+        if filename[0] == "/" or ".." in filename:
+            return 400
+        if kind not in self.dirs:
+            return 400
+        folder = str(self.dirs[kind])
+        if subfolder is not None:
+            full = os.path.join(folder, subfolder)
+            if os.path.commonpath((os.path.abspath(full), folder)) != folder:
+                return 403
+            folder = full
+        path = Path(folder) / os.path.basename(filename)
+        return path if path.is_file() else 404
+
+    def save_upload(self, kind: str | None, subfolder: str, filename: str, data: bytes, overwrite: bool) -> str | None:
+        """Store an uploaded file like ComfyUI's ``image_upload``; its stored name, or None on a path escape.
+
+        Without overwrite a clash is renamed "<stem> (1)<ext>", unless the content is the same (#3465).
+        An unknown ``kind`` raises as ComfyUI's ``get_dir_by_type`` does (the server answers 500).
+        """
+        upload_dir = str(self.dirs[kind or "input"])
+        full_folder = os.path.join(upload_dir, os.path.normpath(subfolder))
+        filepath = os.path.abspath(os.path.join(full_folder, filename))
+        if os.path.commonpath((upload_dir, filepath)) != upload_dir:
+            return None
+        os.makedirs(full_folder, exist_ok=True)
+        stem, ext = os.path.splitext(filename)
+        duplicate = False
+        if not overwrite:
+            i = 1
+            while os.path.exists(filepath):
+                if _sha256(filepath) == hashlib.sha256(data).hexdigest():
+                    duplicate = True
+                    break
+                filename = f"{stem} ({i}){ext}"
+                filepath = os.path.join(full_folder, filename)
+                i += 1
+        if not duplicate:
+            Path(filepath).write_bytes(data)
+        return filename
+
+    def next_save_path(self, kind: str, prefix: str) -> tuple[Path, str, str, int]:
+        """``folder_paths.get_save_image_path``: the folder, base name, subfolder and first free counter.
+
+        ComfyUI also expands %date% style tokens in the prefix; the reference keeps the prefix literal.
+        """
+        subfolder = os.path.dirname(os.path.normpath(prefix))
+        base = os.path.basename(os.path.normpath(prefix))
+        folder = self.dirs[kind] / subfolder
+        folder.mkdir(parents=True, exist_ok=True)
+        pattern = re.compile(re.escape(base) + r"_(\d{5})_")
+        counters = [int(m.group(1)) for p in folder.iterdir() if (m := pattern.match(p.name))]
+        return folder, base, subfolder, max(counters, default=0) + 1
+
+
+def _sha256(path: str) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
