@@ -1,0 +1,44 @@
+"""Fixtures and helpers shared by the harness's own tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import aiohttp
+import httpx
+
+from harness.reference.testing import reference_endpoint
+
+__all__ = ["ROOT", "collect_until_done", "load_json", "reference_endpoint", "wait_history"]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_json(relative: str):
+    return json.loads((ROOT / relative).read_text(encoding="utf-8"))
+
+
+def wait_history(client: httpx.Client, prompt_id: str, timeout: float = 5.0) -> dict:
+    """Poll ``/history/{id}`` until the entry appears, as wrappers do."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = client.get(f"/history/{prompt_id}").json()
+        if body:
+            return body[prompt_id]
+        time.sleep(0.005)
+    raise AssertionError(f"prompt {prompt_id} did not finish within {timeout}s")
+
+
+async def collect_until_done(ws: aiohttp.ClientWebSocketResponse, prompt_id: str, timeout: float = 5.0) -> list[dict]:
+    """Websocket text messages up to the final ``executing`` with ``node: null`` of the prompt."""
+    messages = []
+    async with asyncio.timeout(timeout):
+        async for msg in ws:
+            messages.append(json.loads(msg.data))
+            data = messages[-1]["data"]
+            if messages[-1]["type"] == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
+                return messages
+    raise AssertionError("websocket closed before the prompt finished")
