@@ -54,7 +54,7 @@ class Endpoint:
 
     def resolved_headers(self) -> dict[str, str]:
         """Headers with ``${VAR}`` filled from the environment; SecretMissing names an unset one."""
-        return {k: _VAR.sub(lambda m: _env(m.group(1), self.name, k), v) for k, v in self.headers.items()}
+        return {k: _VAR.sub(lambda m, k=k: _env(m.group(1), self.name, k), v) for k, v in self.headers.items()}
 
     def shell_headers(self) -> dict[str, str]:
         """Headers with ``${VAR}`` written as ``$VAR``, for curl reproductions."""

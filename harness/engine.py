@@ -11,14 +11,13 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
-from pathlib import Path
+from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 from harness.cases import Case, OutputCheck
 from harness.catalogue import Catalogue
 from harness.cells import Cell
-from harness.classify import Classification, Evidence
+from harness.classify import Classification
 from harness.endpoints import Endpoint
 from harness.errors import ConfigError
 from harness.outcomes import Outcome
