@@ -44,11 +44,6 @@ class Hub:
             for ws in targets:
                 await _send(ws, event, data)
 
-    async def drain(self) -> None:
-        """Wait until every queued event has been handed to the sockets."""
-        while not self._messages.empty():
-            await asyncio.sleep(0.001)
-
     async def close(self) -> None:
         self._publisher.cancel()
         with contextlib.suppress(asyncio.CancelledError):

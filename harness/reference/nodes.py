@@ -162,8 +162,8 @@ def _load_image(call: NodeCall) -> Result:
     path = call.storage.annotated_path(name)
     try:
         with Image.open(path) as img:
+            # LoadImage converts to RGB and returns the alpha channel as the MASK.
             width, height = img.size
-            channels = 4 if "A" in img.getbands() else 3
     except UnidentifiedImageError:
         raise NodeFailure(
             "PIL.UnidentifiedImageError",

@@ -82,10 +82,6 @@ class RunningServer:
     url: str
     app: web.Application
 
-    @property
-    def state(self) -> ServerState:
-        return self.app[STATE]
-
 
 @contextlib.asynccontextmanager
 async def running_server(profile: Profile | str | Path, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[RunningServer]:
@@ -113,12 +109,6 @@ class ReferenceServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stop: asyncio.Event | None = None
-        self._server: RunningServer | None = None
-
-    @property
-    def state(self) -> ServerState:
-        assert self._server is not None, "the server is not running"
-        return self._server.state
 
     def start(self) -> ReferenceServer:
         started = threading.Event()
@@ -128,7 +118,6 @@ class ReferenceServer:
             self._stop = asyncio.Event()
             try:
                 async with running_server(self.profile, self.host, self.port) as server:
-                    self._server = server
                     self.url = server.url
                     started.set()
                     await self._stop.wait()
@@ -145,11 +134,6 @@ class ReferenceServer:
             raise failure[0]
         return self
 
-    def call(self, coro):
-        """Run a coroutine on the server's loop and return its result (for tests and tools)."""
-        assert self._loop is not None, "the server is not running"
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
     def stop(self) -> None:
         if self._loop is None or self._thread is None:
             return
@@ -157,7 +141,7 @@ class ReferenceServer:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join()
         self._loop.close()
-        self._loop = self._thread = self._server = None
+        self._loop = self._thread = None
 
     def __enter__(self) -> ReferenceServer:
         return self.start()
