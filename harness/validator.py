@@ -81,7 +81,12 @@ _FRAME_INNER_CALL = (
     "    r = await validate_inputs(prompt_id, prompt, o_id, validated)\n"
     "        ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n"
 )
-_SITE_NODE_INPUTS = _FILE + "line 737, in validate_inputs\n    inputs = prompt[unique_id]['inputs']\n"
+_SITE_NODE_INPUTS = (
+    _FILE + "line 730, in validate_inputs\n"
+    "    inputs = prompt[unique_id]['inputs']\n"
+    "             ~~~~~~~~~~~~~~~~~^^^^^^^^^^\n"
+)
+_SITE_INPUT_LOOP = _FILE + "line 757, in validate_inputs\n    if x not in inputs:\n       ^^^^^^^^^^^^^^^\n"
 _SITE_LINKED_CLASS = (
     _FILE + "line 788, in validate_inputs\n"
     "    o_class_type = prompt[o_id]['class_type']\n"
@@ -92,8 +97,23 @@ _SITE_RETURN_TYPE = (
     "    received_type = r[val[1]]\n"
     "                    ~^^^^^^^^\n"
 )
-_SITE_INPUT_LOOP = _FILE + "line 760, in validate_inputs\n    if x not in inputs:\n"
-_SITE_RANGE_CHECK = _FILE + "line 867, in validate_inputs\n    if \"min\" in extra_info and val < extra_info[\"min\"]:\n"
+_SITE_MIN = (
+    _FILE + "line 869, in validate_inputs\n"
+    '    if "min" in extra_info and val < extra_info["min"]:\n'
+    "                               ^^^^^^^^^^^^^^^^^^^^^^^\n"
+)
+_SITE_MAX = (
+    _FILE + "line 882, in validate_inputs\n"
+    '    if "max" in extra_info and val > extra_info["max"]:\n'
+    "                               ^^^^^^^^^^^^^^^^^^^^^^^\n"
+)
+# A node's own check raising is reported with the frame of its call only; the real traceback goes on
+# into ComfyUI's node-mapping helpers and the node pack's file.
+_SITE_CUSTOM_CHECK = (
+    _FILE + "line 932, in validate_inputs\n"
+    "    ret = await _async_map_node_over_list(prompt_id, unique_id, obj_class, input_filtered, "
+    "validate_function_name, hidden_inputs=hidden_inputs)\n"
+)
 
 
 class _Raised(Exception):
@@ -112,14 +132,15 @@ def _type_name(exc: BaseException) -> str:
     return cls.__qualname__ if module in (None, "builtins") else f"{module}.{cls.__qualname__}"
 
 
-# A node's own VALIDATE_INPUTS: returns True, or the reason string ComfyUI appends to the details.
-CustomCheck = Callable[[Mapping[str, Any], "_Files"], "bool | str"]
+_Files = Mapping[str, Sequence[str]]
 
 
 def _annotated_file_exists(name: Any, files: _Files) -> bool:
-    """``folder_paths.exists_annotated_filepath``: "x.png", "sub/x.png" or "x.png [input]"."""
-    if not isinstance(name, str):
-        return False
+    """``folder_paths.exists_annotated_filepath``: "x.png", "sub/x.png" or "x.png [output]".
+
+    Written with the same string operations, so a non-string (a linked input arrives as None)
+    raises the same AttributeError as on the real server.
+    """
     for folder in ("input", "output", "temp"):
         suffix = f" [{folder}]"
         if name.endswith(suffix):
@@ -127,30 +148,36 @@ def _annotated_file_exists(name: Any, files: _Files) -> bool:
     return name in files.get(INPUT_FOLDER, ())
 
 
-def _file_check(arg: str, message: str) -> tuple[tuple[str, ...], Callable]:
-    def check(values: Mapping[str, Any], files: _Files) -> bool | str:
-        value = values.get(arg)
-        return True if _annotated_file_exists(value, files) else message.format(value)
+@dataclass(frozen=True)
+class _FileCheck:
+    """A stock ``VALIDATE_INPUTS(s, <arg>)`` that only checks that the named file exists."""
 
-    return (arg,), check
+    arg: str
+    message: str
+
+    def __call__(self, value: Any, files: _Files) -> bool | str:
+        return True if _annotated_file_exists(value, files) else self.message.format(value)
 
 
-# The stock nodes of 0.3.64 that define VALIDATE_INPUTS (V1) or validate_inputs (V3): the arguments
-# they take (those inputs skip ComfyUI's own range and combo checks) and the check itself.
-CUSTOM_VALIDATORS: dict[str, tuple[tuple[str, ...], Callable]] = {
-    "LoadImage": _file_check("image", "Invalid image file: {}"),
-    "LoadImageMask": _file_check("image", "Invalid image file: {}"),
-    "LoadImageOutput": _file_check("image", "Invalid image file: {}"),
-    "LoadLatent": _file_check("latent", "Invalid latent file: {}"),
-    "LoadAudio": _file_check("audio", "Invalid audio file: {}"),
-    "LoadVideo": _file_check("file", "Invalid video file: {}"),
+# The stock nodes of 0.3.64 whose own check ComfyUI calls (VALIDATE_INPUTS, or validate_inputs on V3
+# nodes). The checked input skips ComfyUI's range and combo checks; the check replaces them.
+CUSTOM_CHECKS: dict[str, _FileCheck] = {
+    "LoadImage": _FileCheck("image", "Invalid image file: {}"),
+    "LoadImageMask": _FileCheck("image", "Invalid image file: {}"),
+    "LoadImageOutput": _FileCheck("image", "Invalid image file: {}"),
+    "WebcamCapture": _FileCheck("image", "Invalid image file: {}"),
+    "LoadLatent": _FileCheck("latent", "Invalid latent file: {}"),
+    "LoadAudio": _FileCheck("audio", "Invalid audio file: {}"),
+    "LoadVideo": _FileCheck("file", "Invalid video file: {}"),
 }
-
-_Files = Mapping[str, Sequence[str]]
 
 
 def _validate_node_input(received_type: Any, input_type: Any) -> bool:
-    """``comfy_execution.validation.validate_node_input`` (non-strict), with ``*`` as any type."""
+    """``comfy_execution.validation.validate_node_input`` (non-strict).
+
+    ``*`` matches anything: in a catalogue it is how an ``AnyType`` socket (a str subclass whose
+    ``__ne__`` is always False) is serialised, and that is what makes it match on the real server.
+    """
     if received_type == input_type or received_type == "*" or input_type == "*":
         return True
     if not isinstance(received_type, str) or not isinstance(input_type, str):
@@ -171,14 +198,10 @@ class _Validator:
         self.converted: dict[Any, dict] = {}
 
     def options(self, node: NodeClass, spec: InputSpec) -> list:
-        """A combo's allowed values; model inputs list the deployment's files before fixed entries."""
-        listed = spec.options or []
-        if self.files is None:
-            return listed
-        folder = model_folder(node.name, spec.name)
-        if folder is None:
-            return listed
-        return [*self.files.get(folder, ()), *listed]
+        """A V1 combo's allowed values; model inputs list the deployment's files before fixed entries."""
+        listed = spec.type
+        folder = model_folder(node.name, spec.name) if self.files is not None else None
+        return listed if folder is None else [*self.files.get(folder, ()), *listed]
 
     def validate_node(self, unique_id: Any) -> tuple[bool, list, Any]:
         if unique_id in self.validated:
@@ -187,7 +210,7 @@ class _Validator:
         try:
             inputs = self.prompt[unique_id]["inputs"]
             node = self.catalogue[self.prompt[unique_id]["class_type"]]
-            custom_args, custom_check = CUSTOM_VALIDATORS.get(node.name, ((), None))
+            check = CUSTOM_CHECKS.get(node.name)
             errors: list[dict] = []
             valid = True
             for x, spec in node.inputs.items():
@@ -197,64 +220,22 @@ class _Validator:
                         errors.append(_reason("required_input_missing", "Required input is missing", x, {"input_name": x}))
                     continue
                 val = inputs[x]
-                info = spec.config
                 if isinstance(val, list):
-                    if len(val) != 2:
-                        errors.append(_reason(
-                            "bad_linked_input",
-                            "Bad linked input, must be a length-2 list of [node_id, slot_index]",
-                            x,
-                            {"input_name": x, "input_config": info, "received_value": val},
-                        ))
-                        continue
-                    o_id = val[0]
                     frame = _SITE_LINKED_CLASS
-                    o_class_type = self.prompt[o_id]["class_type"]
-                    frame = _SITE_RETURN_TYPE
-                    received_type = self.catalogue[o_class_type].outputs[val[1]]
-                    if not _validate_node_input(received_type, spec.type):
-                        errors.append(_reason(
-                            "return_type_mismatch",
-                            "Return type mismatch between linked nodes",
-                            f"{x}, received_type({received_type}) mismatch input_type({spec.type})",
-                            {"input_name": x, "input_config": info, "received_type": received_type, "linked_node": val},
-                        ))
+                    error = self.check_link(x, spec, val)
+                    if error is None:
                         continue
-                    try:
-                        if self.validate_node(o_id)[0] is False:
-                            valid = False
+                    if error is not _UPSTREAM_INVALID:
+                        errors.append(error)
                         continue
-                    except _Raised as raised:
-                        valid = False
-                        # quirk: the reason names this node's input but is filed under the upstream node.
-                        self.validated[o_id] = (False, [_reason(
-                            "exception_during_inner_validation",
-                            "Exception when validating inner node",
-                            str(raised.exc),
-                            {
-                                "input_name": x,
-                                "input_config": info,
-                                "exception_message": str(raised.exc),
-                                "exception_type": _type_name(raised.exc),
-                                "traceback": [_FRAME_INNER_CALL, raised.frame],
-                                "linked_node": val,
-                            },
-                        )], o_id)
-                        continue
-                frame = _SITE_RANGE_CHECK
-                error = self.check_literal(unique_id, node, spec, val, x in custom_args)
+                    valid = False
+                    continue
+                error = self.check_literal(unique_id, node, spec, val, custom=check is not None and x == check.arg)
                 if error is not None:
                     errors.append(error)
-            if custom_check is not None:
-                values = {**inputs, **self.converted.get(unique_id, {})}
-                present = [a for a in custom_args if a in values and not isinstance(values[a], list)]
-                if present:
-                    verdict = custom_check(values, self.files or {})
-                    if verdict is not True:
-                        # quirk: ComfyUI files one reason per argument of the check, all with its verdict.
-                        for x in present:
-                            details = x if verdict is False else f"{x} - {verdict}"
-                            errors.append(_reason("custom_validation_failed", "Custom validation failed for node", details, {"input_name": x}))
+            if check is not None:
+                frame = _SITE_CUSTOM_CHECK
+                errors += self.run_custom_check(unique_id, check, inputs)
         except _Raised:
             raise
         except Exception as exc:
@@ -262,6 +243,48 @@ class _Validator:
         result = (not errors and valid is True, errors, unique_id)
         self.validated[unique_id] = result
         return result
+
+    def check_link(self, x: str, spec: InputSpec, val: list) -> dict | object | None:
+        """A linked input: a reason, ``_UPSTREAM_INVALID``, or None when the link is fine."""
+        info = spec.config
+        if len(val) != 2:
+            return _reason(
+                "bad_linked_input",
+                "Bad linked input, must be a length-2 list of [node_id, slot_index]",
+                x,
+                {"input_name": x, "input_config": info, "received_value": val},
+            )
+        o_id = val[0]
+        o_class_type = self.prompt[o_id]["class_type"]
+        try:
+            received_type = self.catalogue[o_class_type].outputs[val[1]]
+        except Exception as exc:
+            raise _Raised(exc, _SITE_RETURN_TYPE) from exc
+        if not _validate_node_input(received_type, spec.type):
+            return _reason(
+                "return_type_mismatch",
+                "Return type mismatch between linked nodes",
+                f"{x}, received_type({received_type}) mismatch input_type({spec.type})",
+                {"input_name": x, "input_config": info, "received_type": received_type, "linked_node": val},
+            )
+        try:
+            return _UPSTREAM_INVALID if self.validate_node(o_id)[0] is False else None
+        except _Raised as raised:
+            # quirk: the reason names this node's input but is filed under the upstream node.
+            self.validated[o_id] = (False, [_reason(
+                "exception_during_inner_validation",
+                "Exception when validating inner node",
+                str(raised.exc),
+                {
+                    "input_name": x,
+                    "input_config": info,
+                    "exception_message": str(raised.exc),
+                    "exception_type": _type_name(raised.exc),
+                    "traceback": [_FRAME_INNER_CALL, raised.frame],
+                    "linked_node": val,
+                },
+            )], o_id)
+            return _UPSTREAM_INVALID
 
     def check_literal(self, unique_id: Any, node: NodeClass, spec: InputSpec, val: Any, custom: bool) -> dict | None:
         """Convert a literal to its declared type, then check range and list; a reason or None."""
@@ -284,28 +307,29 @@ class _Validator:
         if custom:
             return None
         extra = spec.extra
-        if "min" in extra and val < extra["min"]:
+        if "min" in extra and _compare(val, extra["min"], _SITE_MIN) < 0:
             return _reason(
                 "value_smaller_than_min",
                 f"Value {val} smaller than min of {extra['min']}",
                 x,
                 {"input_name": x, "input_config": info, "received_value": val},
             )
-        if "max" in extra and val > extra["max"]:
+        if "max" in extra and _compare(val, extra["max"], _SITE_MAX) > 0:
             return _reason(
                 "value_bigger_than_max",
                 f"Value {val} bigger than max of {extra['max']}",
                 x,
                 {"input_name": x, "input_config": info, "received_value": val},
             )
-        if spec.options is not None:
+        # 0.3.64 checks only V1 list combos; a V3 "COMBO" value is first refused when the node runs.
+        if isinstance(input_type, list):
             options = self.options(node, spec)
             if val not in options:
                 # ComfyUI leaves out long lists (lots of scanned model paths) from the reply.
                 if len(options) > 20:
                     listed, config = f"(list of length {len(options)})", None
                 else:
-                    listed, config = str(options), [options if isinstance(input_type, list) else input_type, spec.extra]
+                    listed, config = str(options), [options, spec.extra]
                 return _reason(
                     "value_not_in_list",
                     "Value not in list",
@@ -313,6 +337,31 @@ class _Validator:
                     {"input_name": x, "input_config": config, "received_value": val},
                 )
         return None
+
+    def run_custom_check(self, unique_id: Any, check: _FileCheck, inputs: Mapping[str, Any]) -> list[dict]:
+        """Call the node's own check as ComfyUI does: linked inputs arrive as None, an absent one not at all."""
+        if check.arg not in inputs:
+            # ComfyUI calls the check without the argument; Python refuses the call.
+            raise TypeError(f"VALIDATE_INPUTS() missing 1 required positional argument: '{check.arg}'")
+        value = inputs[check.arg]
+        value = None if isinstance(value, list) else self.converted.get(unique_id, {}).get(check.arg, value)
+        verdict = check(value, self.files or {})
+        if verdict is True:
+            return []
+        details = check.arg if verdict is False else f"{check.arg} - {verdict}"
+        return [_reason("custom_validation_failed", "Custom validation failed for node", details, {"input_name": check.arg})]
+
+
+_UPSTREAM_INVALID = object()
+"""check_link's answer when the linked node is invalid: this node fails with no reason of its own."""
+
+
+def _compare(val: Any, bound: Any, frame: str) -> int:
+    """-1, 0 or 1 like ComfyUI's ``val < min`` / ``val > max``, raising where they raise."""
+    try:
+        return -1 if val < bound else (1 if val > bound else 0)
+    except Exception as exc:
+        raise _Raised(exc, frame) from exc
 
 
 _CONVERTERS: dict[str, Callable[[Any], Any]] = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}

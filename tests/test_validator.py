@@ -116,3 +116,25 @@ def test_partial_execution_targets_limit_the_outputs():
 def test_prompts_comfyui_answers_500_to_raise(prompt):
     with pytest.raises(TypeError):
         validate_prompt(prompt, STOCK)
+
+
+def test_v3_combo_values_are_not_checked_by_0_3_64():
+    # ComfyUI 0.3.64 checks only V1 list combos; UpscaleModelLoader's is a V3 "COMBO".
+    prompt = {
+        "1": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "nope.pth"}},
+        "2": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+        "3": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["1", 0], "image": ["2", 0]}},
+        "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "x"}},
+    }
+    assert validate_prompt(prompt, STOCK, {"input": ["a.png"]}).accepted
+
+
+def test_a_load_image_without_its_input_fails_in_its_own_check_like_the_real_server():
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {}},
+        "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
+    }
+    [reason] = validate_prompt(prompt, STOCK).node_errors["1"]["errors"]  # filed upstream (quirk)
+    assert reason["type"] == "exception_during_inner_validation"
+    assert reason["extra_info"]["exception_type"] == "TypeError"
+    assert "missing 1 required positional argument: 'image'" in reason["details"]
