@@ -57,8 +57,8 @@ _TRACEBACK_FRAMES = 2
 
 _DOES_NOT_EXIST = re.compile(r"^Cannot execute because node (?P<class_type>.+) does not exist\.$")
 _NODE_ID = re.compile(r"Node ID '#(?P<node_id>.*)'")
-_OOM_MESSAGES = ("out of memory",)
-"""Lower-cased; covers CUDA's "CUDA out of memory", MPS's and ComfyUI's tip "you ran out of memory"."""
+_OOM_TEXT = "out of memory"
+"""Matched lower-cased: CUDA's "CUDA out of memory", MPS's "MPS backend out of memory", ComfyUI's tip "you ran out of memory"."""
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ def classify_prompt_response(status: int, body: Mapping[str, Any] | str | None) 
         if status in (401, 403):
             return _verdict(Outcome.AUTH_ERROR, _refused_text(status), status)
         if status == 429:
-            return _verdict(Outcome.RATE_LIMITED, f"HTTP 429: the endpoint refused the request for rate or capacity", status)
+            return _verdict(Outcome.RATE_LIMITED, "HTTP 429: the endpoint refused the request for rate or capacity", status)
         if status == 413:
             # Deterministic and caused by the workflow's own content (mostly images inlined as base64):
             # a finding about this workflow on this endpoint, fixed by changing the input, so not infra.
@@ -419,7 +419,7 @@ def _execution_error(node_id: str | None, node_type: Any, data: Mapping[str, Any
     exception_type = str(data.get("exception_type") or "")
     # ComfyUI always appends "\n" and its tips to the exception text.
     exception_message = str(data.get("exception_message") or "").rstrip("\n")
-    oom = "OutOfMemory" in exception_type or any(m in exception_message.lower() for m in _OOM_MESSAGES)
+    oom = "OutOfMemory" in exception_type or _OOM_TEXT in exception_message.lower()
     frames = data.get("traceback") if isinstance(data.get("traceback"), list) else []
     first_line = exception_message.split("\n", 1)[0]
     return _verdict(

@@ -2,14 +2,15 @@
 
 The source is ComfyUI-Manager's ``extension-node-map.json`` (``{repo_url: [[class names], {title_aux,
 nodename_pattern?, preemptions?, ...}]}``), read as the Manager reads it: exact names first, then, for a
-name no pack lists, the packs whose ``nodename_pattern`` matches it. Patterns are searched for, not
-anchored: they are written that way (those meant as prefixes say ``^``; suffix patterns such as
-``' \\(rgthree\\)$'`` could never match at the start of a name). About one
-name in twenty is claimed by several repositories (forks, copies); every claimant is kept and the
-attribution says it is ambiguous. The preferred candidate comes first: a pin from
+name no pack lists, the packs whose ``nodename_pattern`` matches it. Patterns are searched for
+(``re.search``): they are written for that (those meant as prefixes say ``^``), whereas under the
+``re.match`` of the Manager's Python side a suffix pattern such as ``' \\(rgthree\\)$'`` never matches.
+
+About one name in twenty is claimed by several repositories (forks, copies); every claimant is kept and
+the attribution says it is ambiguous. The preferred candidate comes first: a pin from
 ``fixtures/packs/overrides.yaml`` (a node list read from the pack's own source), else a pack that
-declares the name in its ``preemptions`` (the Manager's own tie-break), else ComfyUI itself (a
-stock class missing on an older server), else map order.
+declares the name in its ``preemptions`` (the Manager's own tie-break), else ComfyUI itself (a stock
+class missing on an older server), else map order.
 
 Everything is indexed once, on first use, and shared.
 """

@@ -10,13 +10,18 @@ from __future__ import annotations
 import copy
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from conftest import ROOT, load_json
 from harness.catalogue import load_catalogue
-from harness.classify import REASON_OUTCOMES, Classification, classify_event, classify_history, classify_prompt_response
+from harness.classify import (
+    REASON_OUTCOMES,
+    Classification,
+    classify_event,
+    classify_history,
+    classify_prompt_response,
+)
 from harness.outcomes import NODE_ERROR_PRECEDENCE, Disposition, Outcome, OutcomeInfo
 from harness.validator import Flavour, validate_prompt
 
@@ -362,9 +367,9 @@ def test_one_failure_on_other_nodes_and_paths_groups_together():
              "exception_message": payload["exception_message"].replace("size 4", "size 8")}
     a, b = classify_event(["execution_error", payload]), classify_event(["execution_error", other])
     assert a.evidence.message != b.evidence.message
-    assert a.group_key() == b.group_key() == (
-        "execution_error", "ImageBatch", "ImageBatch (node <id>) raised RuntimeError: Sizes of tensors must match except in "
-        "dimension <n>. Expected size <n> but got size <n> for tensor number <n> in the list.")
+    canonical = ("ImageBatch (node <id>) raised RuntimeError: Sizes of tensors must match except in "
+                 "dimension <n>. Expected size <n> but got size <n> for tensor number <n> in the list.")
+    assert a.group_key() == b.group_key() == ("execution_error", "ImageBatch", canonical)
     [corrupt] = history_verdicts("stock/history_j2_corrupt_loadimage.json")
     assert corrupt.evidence.canonical_message() == "LoadImage (node <id>) raised PIL.UnidentifiedImageError: cannot identify image file '<path>'"
 
