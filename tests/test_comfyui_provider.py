@@ -1,0 +1,201 @@
+"""The native ComfyUI provider end to end, over loopback, against the reference endpoint.
+
+Every outcome a native ComfyUI can produce is driven for real: the reference endpoint validates and
+"runs" the prompt, the provider talks HTTP and websocket to it and classifies what it saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from aiohttp import web
+
+from harness.endpoints import Endpoint, Timeouts
+from harness.outcomes import Outcome
+from harness.providers.comfyui import ComfyUIProvider
+from harness.reference.profile import FailureRule, Profile
+
+from conftest import load_json
+
+SMOKE = load_json("workflows/smoke_invert.json")
+SDXL = load_json("workflows/sdxl_baseline.json")
+DENRISI = load_json("workflows/denrisi_zimage_res4lyf.json")
+
+
+async def run(url: str, workflow, tmp_path: Path, budget: float = 10.0, **endpoint):
+    async with ComfyUIProvider(Endpoint("e", url, **endpoint)) as provider:
+        return await provider.run(workflow, deadline=time.monotonic() + budget, outputs_dir=tmp_path)
+
+
+def outcome(record) -> Outcome:
+    return record.classification.outcome if record.classification else Outcome.PASSED
+
+
+async def test_a_run_downloads_real_images_and_records_timings(reference_endpoint, tmp_path):
+    srv = reference_endpoint("stock")
+    record = await run(srv.url, SMOKE, tmp_path)
+    assert record.classification is None
+    [image] = record.images
+    assert (image.format, image.width, image.height, image.type) == ("PNG", 512, 512, "output")
+    assert Path(image.path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert record.timings.queue is not None and record.timings.execution is not None
+    assert 0 < record.timings.total < 5
+
+
+async def test_sdxl_passes_and_denrisi_is_missing_node_on_stock(reference_endpoint, tmp_path):
+    srv = reference_endpoint("stock")
+    sdxl = await run(srv.url, SDXL, tmp_path)
+    assert sdxl.classification is None and (sdxl.images[0].width, sdxl.images[0].height) == (1024, 1024)
+    denrisi = await run(srv.url, DENRISI, tmp_path)
+    assert outcome(denrisi) is Outcome.MISSING_NODE
+    assert denrisi.classification.evidence.missing_classes  # ComfyUI names the first missing class
+
+
+async def test_partial_acceptance_is_never_passed(reference_endpoint, tmp_path):
+    srv = reference_endpoint(Profile.builtin("custom").replace(models={}))
+    record = await run(srv.url, DENRISI, tmp_path)
+    assert outcome(record) is Outcome.MISSING_MODEL
+    assert record.classification.partial is True
+    files = {m["file"] for m in record.classification.evidence.missing_models}
+    assert files == {"z_image_turbo_bf16.safetensors", "qwen_3_4b.safetensors", "ae.safetensors"}
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda wf: wf["1"]["inputs"].update(width=0), Outcome.INVALID_INPUT),
+        (lambda wf: wf["1"]["inputs"].pop("width"), Outcome.INVALID_INPUT),
+        (lambda wf: wf["2"]["inputs"].update(image=["99", 0]), Outcome.INVALID_GRAPH),
+        (lambda wf: wf.pop("3"), Outcome.INVALID_GRAPH),
+    ],
+    ids=["below_min", "required_missing", "dangling_link", "no_output"],
+)
+async def test_validation_failures(reference_endpoint, tmp_path, change, expected):
+    srv = reference_endpoint("stock")
+    workflow = copy.deepcopy(SMOKE)
+    change(workflow)
+    assert outcome(await run(srv.url, workflow, tmp_path)) is expected
+
+
+async def test_missing_model_names_file_and_folder(reference_endpoint, tmp_path):
+    srv = reference_endpoint(Profile.builtin("stock").replace(models={}))
+    record = await run(srv.url, SDXL, tmp_path)
+    assert outcome(record) is Outcome.MISSING_MODEL
+    [model] = record.classification.evidence.missing_models
+    assert (model["file"], model["folder"], model["input"]) == ("sd_xl_base_1.0.safetensors", "checkpoints", "ckpt_name")
+
+
+@pytest.mark.parametrize(
+    ("exception_type", "message", "expected"),
+    [
+        ("RuntimeError", "Sizes of tensors must match except in dimension 0.", Outcome.EXECUTION_ERROR),
+        ("torch.OutOfMemoryError", "CUDA out of memory. Tried to allocate 2.00 GiB", Outcome.OUT_OF_MEMORY),
+    ],
+)
+async def test_execution_failures_name_node_and_exception(reference_endpoint, tmp_path, exception_type, message, expected):
+    profile = Profile.builtin("stock").replace(failures=(FailureRule("ImageInvert", exception_type, message),))
+    record = await run(reference_endpoint(profile).url, SMOKE, tmp_path)
+    assert outcome(record) is expected
+    ev = record.classification.evidence
+    assert (ev.node_id, ev.node_type, ev.exception_type) == ("2", "ImageInvert", exception_type)
+    assert ev.exception_message.startswith(message)
+
+
+async def test_a_slow_run_past_its_deadline_is_interrupted(reference_endpoint, tmp_path):
+    srv = reference_endpoint(Profile.builtin("stock").replace(class_seconds={"ImageInvert": 3.0}))
+    record = await run(srv.url, SMOKE, tmp_path, budget=0.5)
+    assert outcome(record) is Outcome.EXECUTION_TIMEOUT
+    # The provider interrupted the prompt, so the endpoint is free again soon after.
+    async with httpx.AsyncClient(base_url=srv.url) as client:
+        for _ in range(100):
+            if (await client.get("/prompt")).json()["exec_info"]["queue_remaining"] == 0:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            pytest.fail("the timed-out prompt was not interrupted")
+
+
+async def test_a_prompt_stuck_behind_another_is_a_queue_timeout(reference_endpoint, tmp_path):
+    srv = reference_endpoint(Profile.builtin("stock").replace(class_seconds={"ImageInvert": 1.5}))
+    blocker = copy.deepcopy(SMOKE)
+    blocker["1"]["inputs"]["color"] = 1  # not cached: a different prompt
+    async with httpx.AsyncClient(base_url=srv.url) as client:
+        assert (await client.post("/prompt", json={"prompt": blocker})).status_code == 200
+    record = await run(srv.url, SMOKE, tmp_path, budget=10, timeouts=Timeouts(queue=0.3))
+    assert outcome(record) is Outcome.QUEUE_TIMEOUT
+
+
+async def test_an_interrupt_from_elsewhere_is_cancelled(reference_endpoint, tmp_path):
+    srv = reference_endpoint(Profile.builtin("stock").replace(class_seconds={"ImageInvert": 1.0}))
+
+    def interrupt_soon():
+        time.sleep(0.3)
+        httpx.post(f"{srv.url}/interrupt")
+
+    threading.Thread(target=interrupt_soon, daemon=True).start()
+    assert outcome(await run(srv.url, SMOKE, tmp_path)) is Outcome.CANCELLED
+
+
+async def test_nothing_listening_is_unreachable_within_seconds(tmp_path):
+    started = time.monotonic()
+    record = await run("http://127.0.0.1:9", SMOKE, tmp_path)
+    assert outcome(record) is Outcome.UNREACHABLE
+    assert time.monotonic() - started < 3
+
+
+async def test_origin_refused_is_auth_error(reference_endpoint, tmp_path):
+    srv = reference_endpoint("stock")
+    record = await run(srv.url, SMOKE, tmp_path, headers={"Origin": "http://evil.example"})
+    assert outcome(record) is Outcome.AUTH_ERROR
+    assert record.classification.evidence.http_status == 403
+
+
+async def test_a_prompt_comfyui_cannot_parse_is_server_error(reference_endpoint, tmp_path):
+    record = await run(reference_endpoint("stock").url, [1, 2], tmp_path)
+    assert outcome(record) is Outcome.SERVER_ERROR
+    assert record.classification.evidence.http_status == 500
+
+
+@pytest.fixture
+async def not_comfyui():
+    """A real HTTP server that is not ComfyUI: it answers /prompt with an HTML page."""
+    async def html(request: web.Request) -> web.Response:
+        return web.Response(text="<html>hello</html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", html)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+async def test_a_server_that_is_not_comfyui_is_protocol_error(not_comfyui, tmp_path):
+    assert outcome(await run(not_comfyui, SMOKE, tmp_path)) is Outcome.PROTOCOL_ERROR
+
+
+async def test_catalogue_and_provenance(reference_endpoint):
+    srv = reference_endpoint("custom")
+    async with ComfyUIProvider(Endpoint("custom", srv.url)) as provider:
+        catalogue = await provider.catalogue()
+        provenance = await provider.provenance()
+    assert "ClownsharKSampler_Beta" in catalogue and len(catalogue) == 812
+    assert provenance["comfyui_version"] == "0.3.64" and provenance["devices"] == ["cpu"]
+
+
+def test_repro_uses_env_var_names_never_secrets(monkeypatch):
+    monkeypatch.setenv("COMFY_KEY", "s3cret")
+    provider = ComfyUIProvider(Endpoint("e", "http://127.0.0.1:8188", headers={"Authorization": "Bearer ${COMFY_KEY}"}))
+    repro = provider.repro("cells/x@e/request.json")
+    assert '"Authorization: Bearer $COMFY_KEY"' in repro and "s3cret" not in repro
+    assert repro.startswith("curl -sS -X POST http://127.0.0.1:8188/prompt")
+    asyncio.run(provider.aclose())
