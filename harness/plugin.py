@@ -76,6 +76,20 @@ def _settings(config: pytest.Config) -> Settings:
     )
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Read cases and endpoints up front when this run collects the cases, so a bad file is one line."""
+    config = session.config
+    cases_dir = config.rootpath / "cases"
+    for arg in config.args:
+        path = Path(arg.split("::")[0]).resolve()
+        if path == cases_dir or cases_dir in path.parents or path in cases_dir.parents:
+            try:
+                config.stash[_RUN].plan()
+            except HarnessError as exc:
+                raise pytest.UsageError(str(exc)) from None
+            return
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     settings = config.stash[_RUN].settings
     targets = ", ".join(settings.endpoints) or (str(settings.endpoints_file) if settings.endpoints_file else "")
@@ -89,7 +103,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     try:
         cases, endpoint_names = run.plan()
     except HarnessError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        # A one-line stop: the message names the file and field; a traceback would only bury it.
+        pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
     # Case tags become markers (``-m smoke``); registered first so --strict-markers accepts them.
     for tag in sorted({t for case in cases for t in case.tags}):
         metafunc.config.addinivalue_line("markers", f"{tag}: case tag from the case files")
@@ -109,13 +124,22 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def compat_cell(request: pytest.FixtureRequest) -> Cell:
     """The finished cell of this test's case × endpoint (run on first request, then recorded)."""
     case, endpoint_name = request.param
-    cell = request.config.stash[_RUN].cell(case, endpoint_name)
-    _attach_to_allure(cell)
-    return cell
+    return request.config.stash[_RUN].cell(case, endpoint_name)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    cell = getattr(item, "funcargs", {}).get("compat_cell")
+    if isinstance(cell, Cell):
+        _attach_to_allure(cell)
+    return (yield)
 
 
 def _attach_to_allure(cell: Cell) -> None:
-    """One allure test per cell, with its evidence; a no-op unless allure-pytest records (--alluredir)."""
+    """One allure test per cell, with its evidence; a no-op unless allure-pytest records (--alluredir).
+
+    Attached in the call phase: attachments made while a fixture sets up go to the fixture, not the test.
+    """
     import allure
 
     allure.dynamic.label("endpoint", cell.endpoint)

@@ -12,6 +12,8 @@ import httpx
 
 from harness.reference.testing import reference_endpoint
 
+pytest_plugins = ["pytester"]
+
 __all__ = ["ROOT", "collect_until_done", "load_json", "reference_endpoint", "wait_history"]
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,0 +1,119 @@
+"""The pytest plugin end to end with pytester: whole compatibility runs in a scratch project.
+
+Runs are subprocesses: pytester's in-process mode drops modules imported during a run, and a fresh
+httpcore under an already imported httpx no longer maps its exceptions.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import jsonschema
+import pytest
+
+from harness.specfiles import schema
+
+from conftest import ROOT
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A copy of the project's cases and workflows, run by the installed plugin."""
+    shutil.copytree(ROOT / "cases", pytester.path / "cases")
+    shutil.copytree(ROOT / "workflows", pytester.path / "workflows")
+    shutil.copy(ROOT / "pytest.ini", pytester.path / "pytest.ini")
+    return pytester
+
+
+def matrix(project: pytest.Pytester) -> dict:
+    data = json.loads((project.path / "reports/latest/matrix.json").read_text())
+    jsonschema.validate(data, schema("matrix"))
+    return data
+
+
+def cells(data: dict) -> dict:
+    return {(c["case"], c["endpoint"]): c for c in data["cells"]}
+
+
+def test_default_run_targets_both_reference_profiles(project):
+    result = project.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(["*comfy-compat: endpoints: embedded reference (stock, custom)*", "6 cells: 1 missing_node, 5 passed"])
+    data = matrix(project)
+    assert data["run"]["status"] == "complete"
+    by = cells(data)
+    assert by[("sdxl_baseline", "stock")]["outcome"] == by[("sdxl_baseline", "custom")]["outcome"] == "passed"
+    assert by[("denrisi_zimage", "custom")]["outcome"] == "passed"
+    denrisi = by[("denrisi_zimage", "stock")]
+    assert denrisi["outcome"] == "missing_node" and denrisi["ok"] and denrisi["predicted"] == "missing_node"
+    ev = denrisi["evidence"]
+    assert set(ev["missing_classes"]) == {"ClownsharKSampler_Beta", "Sigmas Rescale", "FluxResolutionNode"}
+    assert ev["packages"]["FluxResolutionNode"][0]["url"] == "https://github.com/gseth/ControlAltAI-Nodes"
+    assert ev["packages"]["ClownsharKSampler_Beta"][0]["url"] == "https://github.com/ClownsharkBatwing/RES4LYF"
+    assert denrisi["repro"].startswith("curl ")
+    assert (project.path / "reports/latest" / "cells/denrisi_zimage@stock/request.json").is_file()
+    md = (project.path / "reports/latest/matrix.md").read_text()
+    assert "| denrisi_zimage | ❌ missing_node | ✅ passed |" in md
+
+
+def test_nothing_listening_ends_within_seconds_all_unreachable(project):
+    started = time.monotonic()
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", "--endpoint", "http://127.0.0.1:9")
+    assert time.monotonic() - started < 15
+    result.assert_outcomes(failed=3)
+    result.stdout.fnmatch_lines(["*smoke_invert on 127.0.0.1:9: unreachable (expected passed)*"])
+    data = matrix(project)
+    assert {c["outcome"] for c in data["cells"]} == {"unreachable"}
+    assert {c["disposition"] for c in data["cells"]} == {"infra"}
+
+
+def test_k_selects_cases_and_named_endpoints(project):
+    from harness.reference.server import ReferenceServer
+
+    with ReferenceServer("custom") as srv:
+        result = project.runpytest_subprocess("-p", "no:cacheprovider", "--endpoint", f"gpu={srv.url}", "-k", "denrisi")
+    result.assert_outcomes(passed=1)
+    [cell] = matrix(project)["cells"]
+    assert (cell["case"], cell["endpoint"], cell["outcome"]) == ("denrisi_zimage", "gpu", "passed")
+
+
+def test_workflows_dir_replays_and_refuses_ui_exports(project):
+    replay = project.mkdir("mine")
+    shutil.copy(ROOT / "workflows/smoke_invert.json", replay / "smoke.json")
+    project.runpytest_subprocess("-p", "no:cacheprovider", "--workflows", "mine", "-k", "stock").assert_outcomes(passed=1)
+    (replay / "ui.json").write_text(json.dumps({"nodes": [], "links": []}))
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", "--workflows", "mine")
+    assert result.ret != 0
+    result.stderr.fnmatch_lines(["ERROR: */mine/ui.json: it is a UI export*Export (API)*"])
+
+
+def test_a_bad_case_file_is_one_line_naming_file_and_field(project):
+    (project.path / "cases/broken.yaml").write_text("cases:\n  - id: x\n    workflow: ../workflows/smoke_invert.json\n    timeout: soon\n")
+    result = project.runpytest_subprocess("-p", "no:cacheprovider")
+    assert result.ret != 0
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: */cases/broken.yaml: $.cases[[]0].timeout: 'soon' is not of type 'number'"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_an_unset_secret_stops_the_run_before_any_request(project, monkeypatch):
+    monkeypatch.delenv("NO_SUCH_KEY_FOR_TEST", raising=False)
+    (project.path / "endpoints.yaml").write_text(
+        "endpoints:\n  prod:\n    url: http://127.0.0.1:9\n    headers: {Authorization: 'Bearer ${NO_SUCH_KEY_FOR_TEST}'}\n")
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", "--endpoints-file", "endpoints.yaml")
+    assert result.ret != 0
+    result.stderr.fnmatch_lines(["ERROR: endpoint 'prod': header 'Authorization' needs environment variable NO_SUCH_KEY_FOR_TEST*"])
+    assert not (project.path / "reports").exists()
+
+
+def test_alluredir_gives_one_allure_test_per_cell_with_the_cell_attached(project):
+    project.runpytest_subprocess("-p", "no:cacheprovider", "--alluredir", "allure", "-k", "smoke").assert_outcomes(passed=2)
+    results = [json.loads(p.read_text()) for p in (project.path / "allure").glob("*-result.json")]
+    assert len(results) == 2
+    for result in results:
+        assert any(a["name"] == "cell" for a in result.get("attachments", []))
+        assert {"name": "tag", "value": "passed"} in result["labels"]
