@@ -117,3 +117,33 @@ def test_alluredir_gives_one_allure_test_per_cell_with_the_cell_attached(project
     for result in results:
         assert any(a["name"] == "cell" for a in result.get("attachments", []))
         assert {"name": "tag", "value": "passed"} in result["labels"]
+
+
+def test_ctrl_c_mid_run_leaves_a_readable_report(project):
+    import signal
+    import subprocess
+    import sys
+
+    from harness.reference.profile import Profile
+    from harness.reference.server import ReferenceServer
+
+    slow = Profile.builtin("stock").replace(class_seconds={"KSampler": 30.0})
+    with ReferenceServer(slow) as srv:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--endpoint", f"slow={srv.url}"],
+            cwd=project.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        report = project.path / "reports/latest/matrix.json"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            # The smoke case is done; the SDXL case now sits in its 30 s KSampler.
+            if report.exists() and json.loads(report.read_text())["cells"]:
+                break
+            time.sleep(0.05)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+    data = matrix(project)
+    assert data["run"]["status"] == "interrupted"
+    assert [(c["case"], c["outcome"]) for c in data["cells"]] == [("smoke_invert", "passed")]
+    assert "smoke_invert" in (project.path / "reports/latest/matrix.md").read_text()
