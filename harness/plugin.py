@@ -8,6 +8,7 @@ reference endpoint with the ``stock`` and ``custom`` profiles and targets both.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,6 +148,13 @@ def _attach_to_allure(cell: Cell) -> None:
     allure.attach(json.dumps(cell.to_dict(), indent=2), name="cell", attachment_type=allure.attachment_type.JSON)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    session.config.stash[_RUN].schedule([
+        item.callspec.params["compat_cell"] for item in session.items
+        if hasattr(item, "callspec") and "compat_cell" in item.callspec.params
+    ])
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     run = session.config.stash.get(_RUN, None)
     if run is not None:
@@ -177,6 +185,8 @@ class CompatRun:
     _engine: Engine | None = None
     _thread: EngineThread | None = None
     _servers: list = field(default_factory=list)
+    _scheduled: list[tuple[Case, str]] = field(default_factory=list)
+    _running: dict[tuple[str, str], concurrent.futures.Future] = field(default_factory=dict)
 
     def plan(self) -> tuple[list[Case], list[str]]:
         """The cases and endpoint names to parametrise with; reads and checks every input file."""
@@ -192,10 +202,22 @@ class CompatRun:
         names = [e.name for e in self._endpoints] or list(REFERENCE_PROFILES)
         return self._cases, names
 
+    def schedule(self, cells: list[tuple[Case, str]]) -> None:
+        """The cells this session will ask for, after -k/-m selection; they run together."""
+        self._scheduled = cells
+
     def cell(self, case: Case, endpoint_name: str) -> Cell:
         if self._engine is None:
             self._start()
-        return self._thread.call(self._engine.run_cell(case, endpoint_name))
+            # Every selected cell is submitted at once: the engine's per-endpoint limits pace them, so a
+            # run takes as long as its slowest endpoint needs, not the sum of all waits. Tests then
+            # collect their cell in pytest's order.
+            for c, e in self._scheduled:
+                self._running.setdefault((c.id, e), self._thread.submit(self._engine.run_cell(c, e)))
+        future = self._running.get((case.id, endpoint_name))
+        if future is None:
+            future = self._running[(case.id, endpoint_name)] = self._thread.submit(self._engine.run_cell(case, endpoint_name))
+        return future.result()
 
     def _start(self) -> None:
         endpoints = self._endpoints or self._start_reference_endpoints()

@@ -137,7 +137,7 @@ def test_ctrl_c_mid_run_leaves_a_readable_report(project):
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             # The smoke case is done; the SDXL case now sits in its 30 s KSampler.
-            if report.exists() and json.loads(report.read_text())["cells"]:
+            if report.exists() and any(c["case"] == "smoke_invert" for c in json.loads(report.read_text())["cells"]):
                 break
             time.sleep(0.05)
         time.sleep(0.3)
@@ -145,5 +145,6 @@ def test_ctrl_c_mid_run_leaves_a_readable_report(project):
         proc.communicate(timeout=20)
     data = matrix(project)
     assert data["run"]["status"] == "interrupted"
-    assert [(c["case"], c["outcome"]) for c in data["cells"]] == [("smoke_invert", "passed")]
+    finished = {c["case"]: c["outcome"] for c in data["cells"]}
+    assert finished["smoke_invert"] == "passed" and "sdxl_baseline" not in finished
     assert "smoke_invert" in (project.path / "reports/latest/matrix.md").read_text()
