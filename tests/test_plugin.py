@@ -13,9 +13,8 @@ import time
 import jsonschema
 import pytest
 
-from harness.specfiles import schema
-
 from conftest import ROOT
+from harness.specfiles import schema
 
 pytest_plugins = ["pytester"]
 
