@@ -22,6 +22,7 @@ from aiohttp import web
 from harness.reference.fileroutes import file_routes
 from harness.reference.profile import Profile, load_profile
 from harness.reference.routes import routes
+from harness.reference.runpod import add_runpod_routes
 from harness.reference.state import STATE, ServerState
 
 __all__ = ["ReferenceServer", "RunningServer", "create_app", "running_server"]
@@ -74,6 +75,7 @@ def create_app(profile: Profile | str | Path) -> web.Application:
     for route in table:
         app.router.add_route(route.method, route.path, route.handler)
         app.router.add_route(route.method, "/api" + route.path, route.handler)
+    add_runpod_routes(app)
     return app
 
 
