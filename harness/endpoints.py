@@ -43,6 +43,8 @@ class Endpoint:
     """Header templates; ``${VAR}`` is read from the environment when a request is made."""
     timeouts: Timeouts = Timeouts()
     max_concurrency: int = 4
+    flavour: str = "platform"
+    """RunPod only: ``platform`` (GET /status) or ``local``, the runpod SDK's dev API (POST /status)."""
 
     @property
     def public_url(self) -> str:
@@ -97,6 +99,7 @@ def load_endpoints_file(path: str | Path) -> list[Endpoint]:
             headers=spec.get("headers", {}),
             timeouts=Timeouts(**spec.get("timeouts", {})),
             max_concurrency=spec.get("max_concurrency", 4),
+            flavour=spec.get("flavour", "platform"),
         )
         for name, spec in data["endpoints"].items()
     ]

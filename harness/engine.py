@@ -25,11 +25,12 @@ from harness.outcomes import Outcome
 from harness.preflight import preflight
 from harness.providers.base import BaseProvider, OutputImage, failure
 from harness.providers.comfyui import ComfyUIProvider
+from harness.providers.runpod import RunPodProvider
 from harness.report.matrix import MatrixWriter
 
 __all__ = ["PROVIDERS", "Engine", "EngineThread", "check_outputs"]
 
-PROVIDERS: dict[str, type[BaseProvider]] = {"comfyui": ComfyUIProvider}
+PROVIDERS: dict[str, type[BaseProvider]] = {"comfyui": ComfyUIProvider, "runpod": RunPodProvider}
 """Endpoint kind → provider class."""
 
 T = TypeVar("T")
