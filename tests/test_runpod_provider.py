@@ -7,17 +7,24 @@ so those tests set the variables before starting it.
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from PIL import Image
 
 from harness.endpoints import Endpoint, Timeouts
 from harness.outcomes import Outcome
 from harness.providers.runpod import RunPodProvider, classify_error
 from harness.reference.profile import FailureRule, Profile
+from harness.reference.runpod import JOBS
+from harness.reference.server import running_server
 
 from conftest import load_json
 
@@ -193,15 +200,22 @@ async def test_a_slow_run_past_its_deadline_is_cancelled(reference_endpoint, tmp
         assert (await client.get(f"/status/{record.job_id}")).json()["status"] == "CANCELLED"
 
 
-async def test_a_job_cancelled_elsewhere_is_cancelled(reference_endpoint, tmp_path):
-    srv = reference_endpoint(Profile.builtin("stock").replace(class_seconds={"ImageInvert": 1.0}))
-    async with httpx.AsyncClient(base_url=platform(srv)) as client:
-        job = (await client.post("/run", json={"input": {"workflow": SMOKE}})).json()
-        assert (await client.post(f"/cancel/{job['id']}")).json() == {"id": job["id"], "status": "CANCELLED"}
-    async with RunPodProvider(Endpoint("rp", platform(srv), kind="runpod")) as provider:
-        body, _, _ = await provider._wait(job["id"], time.monotonic(), time.monotonic() + 5)
-        verdict, _ = await provider._outcome(body, tmp_path)
-    assert verdict.outcome is Outcome.CANCELLED
+async def test_a_job_cancelled_elsewhere_is_cancelled(tmp_path):
+    profile = Profile.builtin("stock").replace(class_seconds={"ImageInvert": 1.0})
+    async with running_server(profile) as srv:
+        url = platform(srv)
+
+        async def cancel_when_running():
+            jobs = srv.app[JOBS].jobs
+            while not jobs:
+                await asyncio.sleep(0.01)
+            async with httpx.AsyncClient(base_url=url) as client:
+                await client.post(f"/cancel/{next(iter(jobs))}")
+
+        canceller = asyncio.create_task(cancel_when_running())
+        record = await run(url, SMOKE, tmp_path)
+        await canceller
+    assert outcome(record) is Outcome.CANCELLED
 
 
 async def test_a_wrong_api_key_is_auth_error(reference_endpoint, tmp_path, monkeypatch):
@@ -226,3 +240,39 @@ async def test_the_envelope_answers_the_recorded_strings_byte_for_byte(reference
             recording = json.loads((RECORDINGS / f"{name}.json").read_text(encoding="utf-8"))
             body = (await client.post("/runsync", json=recording["request"]["json"])).json()
             assert {k: v for k, v in body.items() if k != "id"} == {k: v for k, v in recording["body"].items() if k != "id"}, name
+
+
+@pytest.fixture
+async def stub_platform():
+    """A RunPod stand-in whose answers a test sets: ``replies[path] = (status, body)``; /s3 serves a PNG."""
+    replies: dict[str, tuple[int, object]] = {}
+
+    async def answer(request: web.Request) -> web.Response:
+        if request.path == "/s3/out.png":
+            buffer = io.BytesIO()
+            Image.new("RGB", (8, 8)).save(buffer, "PNG")
+            return web.Response(body=buffer.getvalue(), content_type="image/png")
+        status, body = replies[request.path]
+        return web.json_response(body, status=status)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    async with TestServer(app, host="127.0.0.1") as server:
+        yield str(server.make_url("")).rstrip("/"), replies
+
+
+async def test_429_is_rate_limited(stub_platform, tmp_path):
+    url, replies = stub_platform
+    replies["/run"] = (429, {"error": "too many requests"})
+    assert outcome(await run(url, SMOKE, tmp_path)) is Outcome.RATE_LIMITED
+
+
+async def test_s3_images_with_errors_are_a_partial_execution_error(stub_platform, tmp_path):
+    url, replies = stub_platform
+    replies["/run"] = (200, {"id": "j1", "status": "IN_QUEUE"})
+    detail = "Workflow execution error: Node Type: ImageBatch, Node ID: 4, Message: Sizes of tensors must match\n"
+    replies["/status/j1"] = (200, {"id": "j1", "status": "COMPLETED", "delayTime": 1500, "executionTime": 250, "output": {
+        "images": [{"filename": "out.png", "type": "s3_url", "data": f"{url}/s3/out.png"}], "errors": [detail]}})
+    record = await run(url, SMOKE, tmp_path)
+    assert outcome(record) is Outcome.EXECUTION_ERROR and record.classification.partial
+    assert (record.images[0].width, record.timings.queue, record.timings.execution) == (8, 1.5, 0.25)
