@@ -76,13 +76,15 @@ class Engine:
         for name, endpoint in self.endpoints.items():
             self.providers[name] = PROVIDERS[endpoint.kind](endpoint)
             self._limits[name] = asyncio.Semaphore(endpoint.max_concurrency)
-        await asyncio.gather(*(self._introduce(name) for name in self.endpoints))
+        introductions = await asyncio.gather(*(self._introduce(name) for name in self.endpoints))
+        # Recorded in the declared order, whatever order the endpoints answered in: it is the matrix's column order.
+        for name, (catalogue, provenance) in zip(self.endpoints, introductions):
+            self.catalogues[name] = catalogue
+            self.writer.add_endpoint(self.endpoints[name], provenance, catalogue.source if catalogue else None)
 
-    async def _introduce(self, name: str) -> None:
+    async def _introduce(self, name: str) -> tuple[Catalogue | None, dict | None]:
         provider = self.providers[name]
-        catalogue, provenance = await asyncio.gather(provider.catalogue(), provider.provenance())
-        self.catalogues[name] = catalogue
-        self.writer.add_endpoint(self.endpoints[name], provenance, catalogue.source if catalogue else None)
+        return await asyncio.gather(provider.catalogue(), provider.provenance())
 
     async def close(self) -> None:
         await asyncio.gather(*(p.aclose() for p in self.providers.values()))

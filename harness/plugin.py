@@ -25,6 +25,13 @@ from harness.report.matrix import MatrixWriter
 __all__ = ["CompatRun", "Settings"]
 
 REFERENCE_PROFILES = ("stock", "custom")
+# How the default run reaches each reference server: (endpoint name, kind, path) per provider envelope.
+# Every profile is served natively and through each provider's envelope, so the matrix shows what each
+# provider lets through of the same ComfyUI's answers.
+REFERENCE_ENVELOPES: tuple[tuple[str, str, str], ...] = (
+    ("{profile}", "comfyui", ""),
+    ("runpod-{profile}", "runpod", "/runpod/v2/{profile}"),
+)
 _RUN: pytest.StashKey[CompatRun] = pytest.StashKey()
 
 
@@ -199,7 +206,9 @@ class CompatRun:
             for endpoint in endpoints:
                 endpoint.check_secrets()
             self._endpoints = endpoints
-        names = [e.name for e in self._endpoints] or list(REFERENCE_PROFILES)
+        names = [e.name for e in self._endpoints] or [
+            name.format(profile=p) for name, _, _ in REFERENCE_ENVELOPES for p in REFERENCE_PROFILES
+        ]
         return self._cases, names
 
     def schedule(self, cells: list[tuple[Case, str]]) -> None:
@@ -222,6 +231,7 @@ class CompatRun:
     def _start(self) -> None:
         endpoints = self._endpoints or self._start_reference_endpoints()
         self.writer = MatrixWriter(self.settings.report_dir)
+        self.writer.plan([case.id for case, _ in self._scheduled])
         self._thread = EngineThread()
         self._engine = Engine(endpoints, self.writer)
         self._thread.call(self._engine.start())
@@ -234,7 +244,10 @@ class CompatRun:
             server = ReferenceServer(profile)
             server.start()
             self._servers.append(server)
-            endpoints.append(Endpoint(name=profile, url=server.url, profile=profile))
+            endpoints += [
+                Endpoint(name=name.format(profile=profile), url=server.url + path.format(profile=profile), kind=kind, profile=profile)
+                for name, kind, path in REFERENCE_ENVELOPES
+            ]
         return endpoints
 
     def finish(self, interrupted: bool) -> None:

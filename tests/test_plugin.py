@@ -40,8 +40,8 @@ def cells(data: dict) -> dict:
 
 def test_default_run_targets_both_reference_profiles(project):
     result = project.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=6)
-    result.stdout.fnmatch_lines(["*comfy-compat: endpoints: embedded reference (stock, custom)*", "6 cells: 1 missing_node, 5 passed"])
+    result.assert_outcomes(passed=12)
+    result.stdout.fnmatch_lines(["*comfy-compat: endpoints: embedded reference (stock, custom)*", "12 cells: 2 missing_node, 10 passed"])
     data = matrix(project)
     assert data["run"]["status"] == "complete"
     by = cells(data)
@@ -56,7 +56,12 @@ def test_default_run_targets_both_reference_profiles(project):
     assert denrisi["repro"].startswith("curl ")
     assert (project.path / "reports/latest" / "cells/denrisi_zimage@stock/request.json").is_file()
     md = (project.path / "reports/latest/matrix.md").read_text()
-    assert "| denrisi_zimage | ❌ missing_node | ✅ passed |" in md
+    assert "| case | stock | runpod-stock | custom | runpod-custom |" in md
+    assert "| denrisi_zimage | ❌ missing_node | ❌ missing_node | ✅ passed | ✅ passed |" in md
+    # Each provider envelope lets the same ComfyUI answer through.
+    for (case, endpoint), cell in by.items():
+        if endpoint.startswith("runpod-"):
+            assert cell["outcome"] == by[(case, endpoint.removeprefix("runpod-"))]["outcome"]
 
 
 def test_nothing_listening_ends_within_seconds_all_unreachable(project):
@@ -83,7 +88,7 @@ def test_k_selects_cases_and_named_endpoints(project):
 def test_workflows_dir_replays_and_refuses_ui_exports(project):
     replay = project.mkdir("mine")
     shutil.copy(ROOT / "workflows/smoke_invert.json", replay / "smoke.json")
-    project.runpytest_subprocess("-p", "no:cacheprovider", "--workflows", "mine", "-k", "stock").assert_outcomes(passed=1)
+    project.runpytest_subprocess("-p", "no:cacheprovider", "--workflows", "mine", "-k", "stock and not runpod").assert_outcomes(passed=1)
     (replay / "ui.json").write_text(json.dumps({"nodes": [], "links": []}))
     result = project.runpytest_subprocess("-p", "no:cacheprovider", "--workflows", "mine")
     assert result.ret != 0
@@ -110,9 +115,9 @@ def test_an_unset_secret_stops_the_run_before_any_request(project, monkeypatch):
 
 
 def test_alluredir_gives_one_allure_test_per_cell_with_the_cell_attached(project):
-    project.runpytest_subprocess("-p", "no:cacheprovider", "--alluredir", "allure", "-k", "smoke").assert_outcomes(passed=2)
+    project.runpytest_subprocess("-p", "no:cacheprovider", "--alluredir", "allure", "-k", "smoke").assert_outcomes(passed=4)
     results = [json.loads(p.read_text()) for p in (project.path / "allure").glob("*-result.json")]
-    assert len(results) == 2
+    assert len(results) == 4
     for result in results:
         assert any(a["name"] == "cell" for a in result.get("attachments", []))
         assert {"name": "tag", "value": "passed"} in result["labels"]

@@ -30,7 +30,7 @@ def render_markdown(matrix: Mapping[str, Any]) -> str:
     for cell in cells:
         if cell["endpoint"] not in endpoints:
             endpoints.append(cell["endpoint"])
-    cases = list(dict.fromkeys(c["case"] for c in cells))
+    cases = list(dict.fromkeys([*matrix.get("cases", ()), *(c["case"] for c in cells)]))
     by_key = {(c["case"], c["endpoint"]): c for c in cells}
     unexpected = sum(not c["ok"] for c in cells)
 

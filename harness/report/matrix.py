@@ -57,6 +57,7 @@ class MatrixWriter:
                           "disposition": o.disposition.value, "retryable": o.retryable}
                 for o in Outcome
             },
+            "cases": [],
             "endpoints": [],
             "cells": [],
         }
@@ -67,6 +68,12 @@ class MatrixWriter:
         path = self.dir / "cells" / f"{case}@{_safe(endpoint)}"
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def plan(self, case_ids: list[str]) -> None:
+        """The run's case ids in the order they were planned: the matrix's row order."""
+        with self._lock:
+            self.matrix["cases"] = list(dict.fromkeys(case_ids))
+            self._write()
 
     def add_endpoint(self, endpoint: Endpoint, provenance: dict | None, catalogue_source: str | None) -> None:
         with self._lock:
