@@ -78,7 +78,7 @@ class Engine:
             self._limits[name] = asyncio.Semaphore(endpoint.max_concurrency)
         introductions = await asyncio.gather(*(self._introduce(name) for name in self.endpoints))
         # Recorded in the declared order, whatever order the endpoints answered in: it is the matrix's column order.
-        for name, (catalogue, provenance) in zip(self.endpoints, introductions):
+        for name, (catalogue, provenance) in zip(self.endpoints, introductions, strict=True):
             self.catalogues[name] = catalogue
             self.writer.add_endpoint(self.endpoints[name], provenance, catalogue.source if catalogue else None)
 
