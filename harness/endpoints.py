@@ -44,7 +44,8 @@ class Endpoint:
     timeouts: Timeouts = Timeouts()
     max_concurrency: int = 4
     flavour: str = "platform"
-    """RunPod only: ``platform`` (GET /status) or ``local``, the runpod SDK's dev API (POST /status)."""
+    """RunPod: ``platform`` (GET /status) or ``local``, the runpod SDK's dev API (POST /status).
+    Vast: ``route`` (same as ``platform``: through the route service), ``worker`` or ``wrapper``."""
 
     @property
     def public_url(self) -> str:

@@ -24,6 +24,7 @@ from harness.reference.profile import Profile, load_profile
 from harness.reference.routes import routes
 from harness.reference.runpod import add_runpod_routes
 from harness.reference.state import STATE, ServerState
+from harness.reference.vast import add_vast_routes
 
 __all__ = ["ReferenceServer", "RunningServer", "create_app", "running_server"]
 
@@ -76,6 +77,7 @@ def create_app(profile: Profile | str | Path) -> web.Application:
         app.router.add_route(route.method, route.path, route.handler)
         app.router.add_route(route.method, "/api" + route.path, route.handler)
     add_runpod_routes(app)
+    add_vast_routes(app)
     return app
 
 
