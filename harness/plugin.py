@@ -31,6 +31,7 @@ REFERENCE_PROFILES = ("stock", "custom")
 REFERENCE_ENVELOPES: tuple[tuple[str, str, str], ...] = (
     ("{profile}", "comfyui", ""),
     ("runpod-{profile}", "runpod", "/runpod/v2/{profile}"),
+    ("vast-{profile}", "vast", "/vast/{profile}"),
 )
 _RUN: pytest.StashKey[CompatRun] = pytest.StashKey()
 

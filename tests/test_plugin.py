@@ -40,8 +40,9 @@ def cells(data: dict) -> dict:
 
 def test_default_run_targets_both_reference_profiles(project):
     result = project.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=12)
-    result.stdout.fnmatch_lines(["*comfy-compat: endpoints: embedded reference (stock, custom)*", "12 cells: 2 missing_node, 10 passed"])
+    result.assert_outcomes(passed=18)
+    result.stdout.fnmatch_lines(["*comfy-compat: endpoints: embedded reference (stock, custom)*",
+                                 "18 cells: 2 missing_node, 15 passed, 1 server_error"])
     data = matrix(project)
     assert data["run"]["status"] == "complete"
     by = cells(data)
@@ -56,12 +57,13 @@ def test_default_run_targets_both_reference_profiles(project):
     assert denrisi["repro"].startswith("curl ")
     assert (project.path / "reports/latest" / "cells/denrisi_zimage@stock/request.json").is_file()
     md = (project.path / "reports/latest/matrix.md").read_text()
-    assert "| case | stock | runpod-stock | custom | runpod-custom |" in md
-    assert "| denrisi_zimage | ❌ missing_node | ❌ missing_node | ✅ passed | ✅ passed |" in md
-    # Each provider envelope lets the same ComfyUI answer through.
+    assert "| case | stock | runpod-stock | vast-stock | custom | runpod-custom | vast-custom |" in md
+    assert "| denrisi_zimage | ❌ missing_node | ❌ missing_node | ⚠️ server_error | ✅ passed | ✅ passed | ✅ passed |" in md
+    # Each provider envelope lets the same ComfyUI answer through, except where it hides the reason.
     for (case, endpoint), cell in by.items():
-        if endpoint.startswith("runpod-"):
-            assert cell["outcome"] == by[(case, endpoint.removeprefix("runpod-"))]["outcome"]
+        if "-" in endpoint and (case, endpoint) != ("denrisi_zimage", "vast-stock"):
+            assert cell["outcome"] == by[(case, endpoint.split("-", 1)[1])]["outcome"]
+    assert "provider hides the reason" in by[("denrisi_zimage", "vast-stock")]["evidence"]["message"]
 
 
 def test_nothing_listening_ends_within_seconds_all_unreachable(project):
@@ -88,7 +90,7 @@ def test_k_selects_cases_and_named_endpoints(project):
 def test_workflows_dir_replays_and_refuses_ui_exports(project):
     replay = project.mkdir("mine")
     shutil.copy(ROOT / "workflows/smoke_invert.json", replay / "smoke.json")
-    project.runpytest_subprocess("-p", "no:cacheprovider", "--workflows", "mine", "-k", "stock and not runpod").assert_outcomes(passed=1)
+    project.runpytest_subprocess("-p", "no:cacheprovider", "--workflows", "mine", "-k", "stock and not runpod and not vast").assert_outcomes(passed=1)
     (replay / "ui.json").write_text(json.dumps({"nodes": [], "links": []}))
     result = project.runpytest_subprocess("-p", "no:cacheprovider", "--workflows", "mine")
     assert result.ret != 0
@@ -115,9 +117,9 @@ def test_an_unset_secret_stops_the_run_before_any_request(project, monkeypatch):
 
 
 def test_alluredir_gives_one_allure_test_per_cell_with_the_cell_attached(project):
-    project.runpytest_subprocess("-p", "no:cacheprovider", "--alluredir", "allure", "-k", "smoke").assert_outcomes(passed=4)
+    project.runpytest_subprocess("-p", "no:cacheprovider", "--alluredir", "allure", "-k", "smoke").assert_outcomes(passed=6)
     results = [json.loads(p.read_text()) for p in (project.path / "allure").glob("*-result.json")]
-    assert len(results) == 4
+    assert len(results) == 6
     for result in results:
         assert any(a["name"] == "cell" for a in result.get("attachments", []))
         assert {"name": "tag", "value": "passed"} in result["labels"]
