@@ -14,7 +14,7 @@ from harness.reference.testing import reference_endpoint
 
 pytest_plugins = ["pytester"]
 
-__all__ = ["ROOT", "collect_until_done", "load_json", "reference_endpoint", "wait_history"]
+__all__ = ["ROOT", "collect_until_done", "load_json", "outcome", "reference_endpoint", "run_provider", "wait_history"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,3 +44,19 @@ async def collect_until_done(ws: aiohttp.ClientWebSocketResponse, prompt_id: str
             if messages[-1]["type"] == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
                 return messages
     raise AssertionError("websocket closed before the prompt finished")
+
+
+async def run_provider(kind: str, url: str, workflow, tmp_path: Path, budget: float = 10.0, **endpoint):
+    """One provider run of ``workflow`` against ``url``, as the engine would make it."""
+    from harness.endpoints import Endpoint
+    from harness.engine import PROVIDERS
+
+    async with PROVIDERS[kind](Endpoint(f"{kind}-test", url, kind=kind, **endpoint)) as provider:
+        return await provider.run(workflow, deadline=time.monotonic() + budget, outputs_dir=tmp_path)
+
+
+def outcome(record):
+    """A RunRecord's outcome, ``passed`` when the endpoint reported success."""
+    from harness.outcomes import Outcome
+
+    return record.classification.outcome if record.classification else Outcome.PASSED

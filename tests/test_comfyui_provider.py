@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import threading
 import time
 from pathlib import Path
@@ -16,25 +17,19 @@ import httpx
 import pytest
 from aiohttp import web
 
+from conftest import load_json, outcome, run_provider
 from harness.endpoints import Endpoint, Timeouts
 from harness.outcomes import Outcome
 from harness.providers.comfyui import ComfyUIProvider
 from harness.reference.profile import FailureRule, Profile
-
-from conftest import load_json
 
 SMOKE = load_json("workflows/smoke_invert.json")
 SDXL = load_json("workflows/sdxl_baseline.json")
 DENRISI = load_json("workflows/denrisi_zimage_res4lyf.json")
 
 
-async def run(url: str, workflow, tmp_path: Path, budget: float = 10.0, **endpoint):
-    async with ComfyUIProvider(Endpoint("e", url, **endpoint)) as provider:
-        return await provider.run(workflow, deadline=time.monotonic() + budget, outputs_dir=tmp_path)
+run = functools.partial(run_provider, "comfyui")
 
-
-def outcome(record) -> Outcome:
-    return record.classification.outcome if record.classification else Outcome.PASSED
 
 
 async def test_a_run_downloads_real_images_and_records_timings(reference_endpoint, tmp_path):

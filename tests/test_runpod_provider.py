@@ -8,9 +8,9 @@ so those tests set the variables before starting it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import json
-import time
 from pathlib import Path
 
 import httpx
@@ -19,14 +19,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from PIL import Image
 
-from harness.endpoints import Endpoint, Timeouts
+from conftest import load_json, outcome, run_provider
+from harness.endpoints import Timeouts
 from harness.outcomes import Outcome
-from harness.providers.runpod import RunPodProvider, classify_error
+from harness.providers.runpod import classify_error
 from harness.reference.profile import FailureRule, Profile
 from harness.reference.runpod import JOBS
 from harness.reference.server import running_server
-
-from conftest import load_json
 
 SMOKE = load_json("workflows/smoke_invert.json")
 SDXL = load_json("workflows/sdxl_baseline.json")
@@ -129,17 +128,12 @@ def test_parsed_strings_keep_comfyui_evidence():
     assert crash.exception_message.startswith("Sizes of tensors must match")
 
 
-async def run(url: str, workflow, tmp_path: Path, budget: float = 10.0, **endpoint):
-    async with RunPodProvider(Endpoint("rp", url, kind="runpod", **endpoint)) as provider:
-        return await provider.run(workflow, deadline=time.monotonic() + budget, outputs_dir=tmp_path)
+run = functools.partial(run_provider, "runpod")
 
 
 def platform(srv) -> str:
     return f"{srv.url}/runpod/v2/reference"
 
-
-def outcome(record) -> Outcome:
-    return record.classification.outcome if record.classification else Outcome.PASSED
 
 
 async def test_a_run_decodes_base64_images_and_reports_runpod_timings(reference_endpoint, tmp_path):

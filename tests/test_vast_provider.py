@@ -9,19 +9,17 @@ server starts, so those tests set the variables before starting it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from harness.endpoints import Endpoint
+from conftest import load_json, outcome, run_provider
 from harness.outcomes import Outcome
-from harness.providers.vast import VastProvider, classify_result
+from harness.providers.vast import classify_result
 from harness.reference.profile import FailureRule, Profile
-
-from conftest import load_json
 
 SMOKE = load_json("workflows/smoke_invert.json")
 SDXL = load_json("workflows/sdxl_baseline.json")
@@ -110,17 +108,12 @@ def test_parsed_messages_keep_comfyui_evidence():
     assert "comfyui_job_id" in parsed("e_exec_error_imagebatch_stock").evidence.message
 
 
-async def run(url: str, workflow, tmp_path: Path, budget: float = 10.0, **endpoint):
-    async with VastProvider(Endpoint("vast-test", url, kind="vast", **endpoint)) as provider:
-        return await provider.run(workflow, deadline=time.monotonic() + budget, outputs_dir=tmp_path)
+run = functools.partial(run_provider, "vast")
 
 
 def routed(srv) -> str:
     return f"{srv.url}/vast/my-comfy"
 
-
-def outcome(record) -> Outcome:
-    return record.classification.outcome if record.classification else Outcome.PASSED
 
 
 async def test_through_the_route_service_images_come_back_as_base64(reference_endpoint, tmp_path):
