@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from harness.errors import ConfigError, SecretMissing
@@ -46,6 +47,9 @@ class Endpoint:
     flavour: str = "platform"
     """RunPod: ``platform`` (GET /status) or ``local``, the runpod SDK's dev API (POST /status).
     Vast: ``route`` (same as ``platform``: through the route service), ``worker`` or ``wrapper``."""
+    request: Mapping[str, Any] | None = None
+    """Modal: how the app's own web endpoint is called (``path``, ``body`` template, ``response``,
+    ``images``); every field left out is that of modal-examples' comfyapp."""
 
     @property
     def public_url(self) -> str:
@@ -101,6 +105,7 @@ def load_endpoints_file(path: str | Path) -> list[Endpoint]:
             timeouts=Timeouts(**spec.get("timeouts", {})),
             max_concurrency=spec.get("max_concurrency", 4),
             flavour=spec.get("flavour", "platform"),
+            request=spec.get("request"),
         )
         for name, spec in data["endpoints"].items()
     ]

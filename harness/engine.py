@@ -25,13 +25,15 @@ from harness.outcomes import Outcome
 from harness.preflight import preflight
 from harness.providers.base import BaseProvider, OutputImage, failure
 from harness.providers.comfyui import ComfyUIProvider
+from harness.providers.modal import ModalProvider
 from harness.providers.runpod import RunPodProvider
 from harness.providers.vast import VastProvider
 from harness.report.matrix import MatrixWriter
 
 __all__ = ["PROVIDERS", "Engine", "EngineThread", "check_outputs"]
 
-PROVIDERS: dict[str, type[BaseProvider]] = {"comfyui": ComfyUIProvider, "runpod": RunPodProvider, "vast": VastProvider}
+PROVIDERS: dict[str, type[BaseProvider]] = {"comfyui": ComfyUIProvider, "runpod": RunPodProvider, "vast": VastProvider,
+                                             "modal": ModalProvider}
 """Endpoint kind → provider class."""
 
 T = TypeVar("T")

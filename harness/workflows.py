@@ -11,7 +11,7 @@ from typing import Any
 
 from harness.errors import WorkflowError
 
-__all__ = ["Override", "apply_overrides", "check_api_format", "load_workflow", "shorthand_overrides"]
+__all__ = ["Override", "apply_overrides", "check_api_format", "load_workflow", "positive_prompt", "shorthand_overrides"]
 
 _UI_EXPORT_HINT = (
     "it is a UI export (it has 'nodes' and 'links'), not API format; in ComfyUI enable "
@@ -100,6 +100,12 @@ def _positive_text_nodes(workflow: Mapping[str, Any]) -> list[str]:
         if isinstance(link, list) and link and _is_literal(workflow.get(str(link[0]), {}), "text"):
             found.append(str(link[0]))
     return list(dict.fromkeys(found))
+
+
+def positive_prompt(workflow: Mapping[str, Any]) -> str | None:
+    """The text of the first positive prompt node, for endpoints that take a prompt rather than a workflow."""
+    nodes = _positive_text_nodes(workflow)
+    return str(workflow[nodes[0]]["inputs"]["text"]) if nodes else None
 
 
 def apply_overrides(workflow: Mapping[str, Any], overrides: Iterable[Override], source: str) -> dict:

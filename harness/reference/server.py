@@ -20,6 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from harness.reference.fileroutes import file_routes
+from harness.reference.modal import add_modal_routes
 from harness.reference.profile import Profile, load_profile
 from harness.reference.routes import routes
 from harness.reference.runpod import add_runpod_routes
@@ -78,6 +79,7 @@ def create_app(profile: Profile | str | Path) -> web.Application:
         app.router.add_route(route.method, "/api" + route.path, route.handler)
     add_runpod_routes(app)
     add_vast_routes(app)
+    add_modal_routes(app)
     return app
 
 

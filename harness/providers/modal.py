@@ -1,0 +1,182 @@
+"""Modal: an app's own web endpoint, called as the endpoint's ``request`` says; by default modal-examples' comfyapp.
+
+A Modal app defines its web endpoint itself, so this provider is configured rather than fixed
+(``Endpoint.request``, every field optional):
+
+- ``path``: where the request is POSTed, relative to the endpoint URL (default: the URL itself);
+- ``body``: a JSON template. A string that is exactly ``"{{workflow}}"`` becomes the case's workflow,
+  and ``{{prompt}}`` inside a string becomes the text of the workflow's positive prompt;
+- ``response``: ``bytes`` (the reply is the image), ``json_base64`` or ``urls`` (a JSON reply whose
+  ``images`` path holds base64 strings or data URIs, or URLs to download).
+
+The defaults are modal-examples' comfyapp (06_gpu_and_ml/comfyui, ``endpoints.md`` §4): ``{"prompt":
+text}`` answered with the image's bytes. That app runs its own baked-in workflow with only the prompt
+text replaced, so a case's nodes and models are never run there: a comfyapp cell can only be passed,
+server_error (the app's opaque 500 when ``comfy run`` fails; ComfyUI's reason stays in the container
+logs), output_invalid, a timeout, auth_error, rate_limited or unreachable.
+
+Modal answers a request that outlives its 150 s HTTP limit with 303 to a URL that blocks until the
+result is ready; those redirects are followed, whatever their number, until the cell's deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from harness.classify import Classification
+from harness.outcomes import Outcome
+from harness.providers.base import (
+    BaseProvider,
+    OutputImage,
+    RunRecord,
+    Timings,
+    TransportFailure,
+    failure,
+    inspect_image,
+    transport_failures,
+)
+from harness.workflows import positive_prompt
+
+__all__ = ["COMFYAPP", "ModalProvider"]
+
+WORKFLOW = "{{workflow}}"
+PROMPT = "{{prompt}}"
+COMFYAPP: Mapping[str, Any] = {"path": "", "body": {"prompt": PROMPT}, "response": "bytes", "images": "images"}
+"""The request settings of modal-examples' comfyapp, the defaults of every ``request`` field."""
+_SEE_OTHER = 303
+# Magic numbers of the formats an app may send; comfyapp labels its PNG bytes image/jpeg, so the
+# Content-Type is not trusted for the file name.
+_SUFFIXES = ((b"\x89PNG", ".png"), (b"\xff\xd8", ".jpg"), (b"RIFF", ".webp"))
+
+
+class ModalProvider(BaseProvider):
+    kind = "modal"
+
+    def __init__(self, endpoint) -> None:
+        super().__init__(endpoint)
+        self.request = {**COMFYAPP, **(endpoint.request or {})}
+
+    def request_body(self, workflow: dict) -> Any:
+        # A workflow without a positive prompt still runs on a prompt-only app: its own workflow does.
+        return _fill(self.request["body"], workflow, positive_prompt(workflow) or "")
+
+    def repro_path(self) -> str:
+        return self.request["path"]
+
+    async def run(self, workflow: dict, *, deadline: float, outputs_dir: Path) -> RunRecord:
+        started = time.monotonic()
+        redirects: list[str] = []
+        try:
+            async with asyncio.timeout(max(deadline - started, 0.0)):
+                response = await self._call(self.request_body(workflow), deadline, redirects)
+                verdict, images = await self._outcome(response, outputs_dir)
+        except TimeoutError:
+            verdict, images = failure(Outcome.EXECUTION_TIMEOUT, f"no result from {self.endpoint.public_url} within "
+                                      f"{deadline - started:.1f} s ({len(redirects)} redirects followed)"), []
+        except TransportFailure as exc:
+            verdict, images = exc.classification, []
+        return RunRecord(verdict, tuple(images), Timings(total=time.monotonic() - started), extra={"redirects": len(redirects)})
+
+    async def _call(self, body: Any, deadline: float, redirects: list[str]) -> httpx.Response:
+        """POST the request, then GET every 303's Location until an answer that is not a redirect."""
+        path = self.request["path"]
+        with transport_failures(self.endpoint, f"POST {path or '/'}"):
+            response = await self.client.post(path, json=body, timeout=self._timeout(deadline))
+        while response.status_code == _SEE_OTHER and "location" in response.headers:
+            # Modal's result URL is on the app's own host, so the endpoint's headers go along.
+            location = response.url.join(response.headers["location"])
+            redirects.append(str(location))
+            with transport_failures(self.endpoint, f"GET {location.path} (redirect {len(redirects)})"):
+                response = await self.client.get(location, timeout=self._timeout(deadline))
+        return response
+
+    def _timeout(self, deadline: float) -> httpx.Timeout:
+        # Modal holds each request up to 150 s: a read may take the rest of the deadline, not the default 30 s.
+        return httpx.Timeout(max(deadline - time.monotonic(), 0.1), connect=self.endpoint.timeouts.connect)
+
+    async def _outcome(self, response: httpx.Response, outputs_dir: Path) -> tuple[Classification | None, list[OutputImage]]:
+        status, doing = response.status_code, f"{response.request.method} {response.url.path}"
+        if status in (401, 403):
+            return failure(Outcome.AUTH_ERROR, f"HTTP {status} from {doing}: the credentials were refused", http_status=status), []
+        if status == 429:
+            return failure(Outcome.RATE_LIMITED, f"HTTP 429 from {doing}: rate limited", http_status=status), []
+        if status >= 500:
+            return failure(Outcome.SERVER_ERROR, f"HTTP {status} from {doing}: {response.text[:200]!r}; the app does not say why "
+                           "(comfyapp's reason is only in its container logs)", http_status=status), []
+        if status != 200:
+            return failure(Outcome.PROTOCOL_ERROR, f"HTTP {status} from {doing}: {response.text[:200]}", http_status=status), []
+        if self.request["response"] == "bytes":
+            if not response.content:
+                # comfyapp's infer() returns None when it finds no output file: 200 with an empty body.
+                return failure(Outcome.OUTPUT_INVALID, f"HTTP 200 with an empty body from {doing}: the app found no output image"), []
+            return None, [_save(0, response.content, outputs_dir)]
+        try:
+            body = response.json()
+        except ValueError:
+            return failure(Outcome.PROTOCOL_ERROR, f"HTTP 200 from {doing} is not JSON: {response.text[:200]}"), []
+        refs = _pluck(body, self.request["images"].split("."))
+        if not refs:
+            return failure(Outcome.OUTPUT_INVALID, f"the reply of {doing} has no images at {self.request['images']!r}: {response.text[:200]}"), []
+        return None, [await self._image(i, ref, outputs_dir) for i, ref in enumerate(refs)]
+
+    async def _image(self, index: int, ref: Any, outputs_dir: Path) -> OutputImage:
+        """One image of a JSON reply: decoded from base64, or downloaded from its URL."""
+        if not isinstance(ref, str):
+            return OutputImage(f"image_{index}", "", 0, error=f"expected a string, got {ref!r:.100}")
+        if self.request["response"] == "json_base64":
+            try:
+                data = base64.b64decode(ref.split(",", 1)[1] if ref.startswith("data:") else ref, validate=True)
+            except binascii.Error as exc:
+                return OutputImage(f"image_{index}", "", 0, error=f"not valid base64: {exc}")
+            return _save(index, data, outputs_dir)
+        url = httpx.URL(self.endpoint.url).join(ref)
+        with transport_failures(self.endpoint, f"GET image {index}"):
+            if url.host == httpx.URL(self.endpoint.url).host:
+                response = await self.client.get(url)
+            else:
+                # Another host (a bucket, a CDN) gets no credentials of the app's.
+                async with httpx.AsyncClient(timeout=60.0) as plain:
+                    response = await plain.get(url)
+        if response.status_code != 200:
+            return OutputImage(f"image_{index}", "", 0, error=f"GET {url} answered {response.status_code}")
+        return _save(index, response.content, outputs_dir)
+
+
+def _fill(template: Any, workflow: dict, prompt: str) -> Any:
+    """The request body: the template with the workflow and the prompt text put in."""
+    if template == WORKFLOW:
+        return workflow
+    if isinstance(template, str):
+        return template.replace(PROMPT, prompt)
+    if isinstance(template, Mapping):
+        return {key: _fill(value, workflow, prompt) for key, value in template.items()}
+    if isinstance(template, list):
+        return [_fill(value, workflow, prompt) for value in template]
+    return template
+
+
+def _pluck(value: Any, keys: list[str]) -> list[Any]:
+    """The values at a dotted path; a list met on the way is walked item by item."""
+    if isinstance(value, list):
+        return [found for item in value for found in _pluck(item, keys)]
+    if not keys:
+        return [value]
+    if isinstance(value, Mapping) and keys[0] in value:
+        return _pluck(value[keys[0]], keys[1:])
+    return []
+
+
+def _save(index: int, data: bytes, outputs_dir: Path) -> OutputImage:
+    suffix = next((s for magic, s in _SUFFIXES if data.startswith(magic)), ".bin")
+    outputs_dir.mkdir(parents=True, exist_ok=True)
+    target = outputs_dir / f"image_{index}{suffix}"
+    target.write_bytes(data)
+    return inspect_image(target, target.name)
