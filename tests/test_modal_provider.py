@@ -70,6 +70,7 @@ def test_the_envelope_answers_like_fastapi(reference_endpoint):
         missing = client.post("/", json={})
         assert (missing.status_code, missing.text) == (500, "Internal Server Error")
         assert client.post("/", json=["a fox"]).status_code == 422
+        assert client.get("/").status_code == 405
         image = client.post("/", json={"prompt": "a fox"})
         # Labelled JPEG by the example, though SaveImage wrote a PNG.
         assert image.headers["Content-Type"] == "image/jpeg" and image.content.startswith(b"\x89PNG")
@@ -112,6 +113,18 @@ def test_the_comfyapp_body_is_the_positive_prompt():
     assert provider.request_body(SDXL) == {"prompt": positive_prompt(SDXL)} and positive_prompt(SDXL).startswith("a lighthouse")
     # No positive prompt: the app still runs its own workflow, on an empty prompt.
     assert provider.request_body(SMOKE) == {"prompt": ""}
+    assert provider.repro("request.json").startswith("curl -sS -L -o modal-output -X POST http://127.0.0.1:9 ")
+
+
+async def test_a_client_that_posts_the_redirect_again_gets_the_result(reference_endpoint, monkeypatch):
+    monkeypatch.setenv("COMFY_REFERENCE_MODAL_HOLD", "0.01")
+    srv = reference_endpoint(Profile.builtin("stock").replace(class_seconds={"KSampler": 0.1}))
+    async with httpx.AsyncClient(base_url=app_url(srv)) as client:
+        response, redirects = await client.post("/", json={"prompt": "a fox"}), 0
+        while response.status_code == 303:
+            # What curl -L -X POST does: the same method and body to the Location.
+            response, redirects = await client.post(response.url.join(response.headers["location"]), json={"prompt": "a fox"}), redirects + 1
+    assert response.status_code == 200 and response.content.startswith(b"\x89PNG") and redirects >= 1
 
 
 @pytest.fixture

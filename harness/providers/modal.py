@@ -71,6 +71,11 @@ class ModalProvider(BaseProvider):
     def repro_path(self) -> str:
         return self.request["path"]
 
+    def repro(self, body_file: str) -> str:
+        # -L follows Modal's 303s past 150 s; an image reply goes to a file, not the terminal.
+        output = " -o modal-output" if self.request["response"] == "bytes" else ""
+        return super().repro(body_file).replace("curl -sS", f"curl -sS -L{output}", 1)
+
     async def run(self, workflow: dict, *, deadline: float, outputs_dir: Path) -> RunRecord:
         started = time.monotonic()
         redirects: list[str] = []

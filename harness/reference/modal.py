@@ -115,6 +115,14 @@ async def _answer(request: web.Request, call_id: str) -> web.Response:
 async def api(request: web.Request) -> web.Response:
     if (bad := _refused(request)) is not None:
         return bad
+    call_id = request.query.get(CALL_ID)
+    if call_id is not None:
+        # A 303's Location: GET, or POST again from a client that keeps the method (curl -L -X POST).
+        if call_id not in request.app[CALLS]:
+            return web.Response(status=404, text=f"function call {call_id} not found")
+        return await _answer(request, call_id)
+    if request.method != "POST":
+        return web.json_response({"detail": "Method Not Allowed"}, status=405)
     try:
         item = await request.json()
     except ValueError:
@@ -123,17 +131,6 @@ async def api(request: web.Request) -> web.Response:
         return web.json_response({"detail": [{"type": "dict_type", "loc": ["body"], "msg": "Input should be a valid dictionary"}]}, status=422)
     call_id = f"fc-{uuid.uuid4().hex}"
     request.app[CALLS][call_id] = asyncio.create_task(comfyapp(request.app[STATE], item))
-    return await _answer(request, call_id)
-
-
-async def result(request: web.Request) -> web.Response:
-    if (bad := _refused(request)) is not None:
-        return bad
-    call_id = request.query.get(CALL_ID)
-    if call_id is None:
-        return web.json_response({"detail": "Method Not Allowed"}, status=405)
-    if call_id not in request.app[CALLS]:
-        return web.Response(status=404, text=f"function call {call_id} not found")
     return await _answer(request, call_id)
 
 
@@ -152,4 +149,4 @@ def add_modal_routes(app: web.Application, settings: ModalSettings | None = None
     # The app's URL is its root; a client may or may not send the trailing slash.
     for path in (PREFIX, f"{PREFIX}/"):
         app.router.add_post(path, api)
-        app.router.add_get(path, result)
+        app.router.add_get(path, api)
