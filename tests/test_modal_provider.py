@@ -52,7 +52,8 @@ async def test_comfyapp_runs_the_prompt_text_and_answers_a_png(reference_endpoin
     [image] = record.images
     assert (image.format, image.width, image.height) == ("PNG", 1024, 1024)
     # The app ran its own workflow with the case's positive prompt in node 6.
-    [entry] = httpx.get(f"{srv.url}/history").json().values()
+    async with httpx.AsyncClient(base_url=srv.url) as client:
+        [entry] = (await client.get("/history")).json().values()
     assert entry["prompt"][2]["6"]["inputs"]["text"] == "a red fox"
 
 
@@ -62,6 +63,7 @@ async def test_a_failing_comfy_run_is_an_opaque_server_error(reference_endpoint,
     assert outcome(record) is Outcome.SERVER_ERROR
     assert record.classification.evidence.http_status == 500
     assert "Internal Server Error" in record.classification.evidence.message
+    assert "baked-in workflow" in record.classification.evidence.message
 
 
 def test_the_envelope_answers_like_fastapi(reference_endpoint):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -63,6 +64,8 @@ class ModalProvider(BaseProvider):
     def __init__(self, endpoint) -> None:
         super().__init__(endpoint)
         self.request = {**COMFYAPP, **(endpoint.request or {})}
+        self.sends_workflow = WORKFLOW in json.dumps(self.request["body"])
+        """False for a prompt-only app such as comfyapp: it runs its own baked-in workflow, not the case's."""
 
     def request_body(self, workflow: dict) -> Any:
         # A workflow without a positive prompt still runs on a prompt-only app: its own workflow does.
@@ -114,8 +117,9 @@ class ModalProvider(BaseProvider):
         if status == 429:
             return failure(Outcome.RATE_LIMITED, f"HTTP 429 from {doing}: rate limited", http_status=status), []
         if status >= 500:
-            return failure(Outcome.SERVER_ERROR, f"HTTP {status} from {doing}: {response.text[:200]!r}; the app does not say why "
-                           "(comfyapp's reason is only in its container logs)", http_status=status), []
+            ran = "" if self.sends_workflow else "; the app ran its own baked-in workflow with the case's prompt text, not the case's workflow"
+            return failure(Outcome.SERVER_ERROR, f"HTTP {status} from {doing}: {response.text[:200]!r}: the app does not say why "
+                           f"(comfyapp keeps ComfyUI's reason in its container logs){ran}", http_status=status), []
         if status != 200:
             return failure(Outcome.PROTOCOL_ERROR, f"HTTP {status} from {doing}: {response.text[:200]}", http_status=status), []
         if self.request["response"] == "bytes":
