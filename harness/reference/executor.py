@@ -5,6 +5,15 @@ Event order per prompt, as recorded in fixtures/captures/stock/ws_run_*.json: ``
 ``execution_cached``, then per node ``progress_state`` running → ``executing`` → [``executed``] →
 ``progress_state`` finished, then ``execution_success`` / ``execution_error`` /
 ``execution_interrupted``, the queue's ``status`` and a final ``executing`` with ``node: null``.
+
+``capacity`` (profile) sets how many prompt workers take prompts from the queue. With 1, the default,
+this is ComfyUI: one worker, prompts one at a time in queue order, the node cache kept between prompts.
+With N > 1 (modelling N GPUs behind one queue) each worker runs its prompt with a fresh cache, i.e.
+without caching between prompts: a shared cache would have concurrent prompts evict each other's
+entries (``clean_unused`` drops what the *current* prompt does not name), and a per-worker cache would
+make ``execution_cached`` depend on which worker happened to take a prompt. Without it every prompt does
+all of its work, so timings and injected failures are the same whatever the scheduling.
+POST /interrupt without a prompt_id interrupts every running prompt, with one only that prompt.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from harness.reference.profile import Profile
 from harness.reference.queue import PromptQueue
 from harness.reference.storage import Storage
 
-__all__ = ["Executor"]
+__all__ = ["Executor", "Worker"]
 
 
 def _now_ms() -> int:
@@ -42,6 +51,23 @@ class _Run:
         self.messages: list[list] = []
         self.progress: dict[str, dict] = {}
         self.executed: list[str] = []
+        self.fail_next: bool = False
+        """An injected execution error strikes the next node that runs."""
+        self.node_seconds: float | None = None
+        """Per-node seconds from the profile's latency draw; None: the profile's node/class seconds."""
+
+
+class Worker:
+    """One prompt worker: ComfyUI's ``prompt_worker`` with its executor's per-prompt state."""
+
+    def __init__(self, index: int, cache: NodeCache | None) -> None:
+        self.index = index
+        self.persistent_cache = cache
+        self.cache = cache or NodeCache()
+        self.client_id: str | None = None
+        self.last_node_id: str | None = None
+        self.prompt_id: str | None = None
+        self.interrupted = asyncio.Event()
 
 
 class Executor:
@@ -51,23 +77,44 @@ class Executor:
         self.storage = storage
         self.queue = queue
         self.hub = hub
-        self.cache = NodeCache()
-        self.client_id: str | None = None
-        self.last_node_id: str | None = None
-        self._interrupted = asyncio.Event()
+        shared_cache = profile.capacity == 1
+        self.workers = [Worker(i, NodeCache() if shared_cache else None) for i in range(profile.capacity)]
+        self._latency_rng = profile.rng("latency")
+        self._error_rng = profile.rng("execution_error")
 
-    def interrupt(self) -> None:
-        """``nodes.interrupt_processing()``: the running node stops; the flag is cleared by the next prompt."""
-        self._interrupted.set()
+    @property
+    def cache(self) -> NodeCache:
+        """The first worker's cache (the only one at capacity 1)."""
+        return self.workers[0].cache
+
+    def interrupt(self, prompt_id: str | None = None) -> None:
+        """``nodes.interrupt_processing()``: the running node stops; the flag is cleared by the next prompt.
+
+        Without a prompt_id every worker's flag is set (ComfyUI's single global flag at capacity 1).
+        """
+        for worker in self.workers:
+            if prompt_id is None or worker.prompt_id == prompt_id:
+                worker.interrupted.set()
+
+    def executing_now(self, sid: str) -> str | None:
+        """The node a reconnecting client's running prompt is at, if one of its prompts is running."""
+        return next((w.last_node_id for w in self.workers if w.client_id == sid and w.last_node_id is not None), None)
 
     async def run_forever(self) -> None:
+        await asyncio.gather(*(self._run_worker(worker) for worker in self.workers))
+
+    async def _run_worker(self, worker: Worker) -> None:
         while True:
             item_id, (_, prompt_id, prompt, extra_data, outputs) = await self.queue.get()
             run = _Run(prompt_id, prompt, extra_data)
-            result, status = await self._execute(run, outputs)
+            worker.prompt_id = prompt_id
+            if worker.persistent_cache is None:
+                worker.cache = NodeCache()
+            result, status = await self._execute(worker, run, outputs)
+            worker.prompt_id = None
             self.queue.task_done(item_id, result, status)
-            if self.client_id is not None:
-                self.hub.send("executing", {"node": None, "prompt_id": prompt_id}, self.client_id)
+            if worker.client_id is not None:
+                self.hub.send("executing", {"node": None, "prompt_id": prompt_id}, worker.client_id)
 
     def _add_message(self, run: _Run, event: str, data: dict, broadcast: bool = False) -> None:
         data = {**data, "timestamp": _now_ms()}
@@ -89,52 +136,69 @@ class Executor:
         nodes = {k: dict(v) for k, v in run.progress.items()}
         self.hub.send("progress_state", {"prompt_id": run.prompt_id, "nodes": nodes})
 
-    async def _execute(self, run: _Run, outputs: list[str]) -> tuple[dict, dict]:
-        self._interrupted.clear()
-        self.client_id = run.client_id
+    async def _execute(self, worker: Worker, run: _Run, outputs: list[str]) -> tuple[dict, dict]:
+        worker.interrupted.clear()
+        worker.client_id = run.client_id
+        cache = worker.cache
         self._add_message(run, "execution_start", {"prompt_id": run.prompt_id})
-        self.cache.set_prompt(run.prompt, self.storage)
-        cached = [node_id for node_id in run.prompt if self.cache.outputs(node_id) is not None]
+        cache.set_prompt(run.prompt, self.storage)
+        cached = [node_id for node_id in run.prompt if cache.outputs(node_id) is not None]
         self._add_message(run, "execution_cached", {"nodes": cached, "prompt_id": run.prompt_id})
-        order = ExecutionOrder(run.prompt, self.catalogue, lambda node_id: self.cache.outputs(node_id) is not None)
+        order = ExecutionOrder(run.prompt, self.catalogue, lambda node_id: cache.outputs(node_id) is not None)
         for node_id in outputs:
             order.add_node(node_id)
+        self._draw(run, sum(1 for node_id in order.pending if cache.outputs(node_id) is None))
         success = True
         while order:
             node_id = order.next_node()
-            if not await self._execute_node(run, node_id):
+            if not await self._execute_node(worker, run, node_id):
                 success = False
                 break
             order.complete(node_id)
         else:
             self._add_message(run, "execution_success", {"prompt_id": run.prompt_id})
-        entries = self.cache.ui_entries(run.prompt)
-        self.last_node_id = None
+        entries = cache.ui_entries(run.prompt)
+        worker.last_node_id = None
         result = {"outputs": {k: e["output"] for k, e in entries}, "meta": {k: e["meta"] for k, e in entries}}
         return result, {"status_str": "success" if success else "error", "completed": success, "messages": run.messages}
 
-    async def _execute_node(self, run: _Run, node_id: str) -> bool:
+    def _draw(self, run: _Run, to_run: int) -> None:
+        """The profile's per-prompt draws: its latency (shared by the nodes that run) and injected failure."""
+        latency = self.profile.latency
+        if latency is not None:
+            total = latency.draw(self._latency_rng)
+            run.node_seconds = total / to_run if to_run else 0.0
+        rate = self.profile.inject.execution_error
+        if rate > 0:
+            run.fail_next = self._error_rng.random() < rate
+
+    async def _execute_node(self, worker: Worker, run: _Run, node_id: str) -> bool:
         """Run one node (or replay it from the cache); False when the prompt must stop."""
         class_type = run.prompt[node_id]["class_type"]
-        cached = self.cache.outputs(node_id)
+        cache = worker.cache
+        cached = cache.outputs(node_id)
         if cached is not None:
             if run.client_id is not None:
-                ui = self.cache.ui(node_id, class_type) or {}
+                ui = cache.ui(node_id, class_type) or {}
                 self.hub.send("executed", {"node": node_id, "display_node": node_id, "output": ui.get("output"), "prompt_id": run.prompt_id}, run.client_id)
             self._progress(run, node_id, "finished")
             return True
         self._progress(run, node_id, "running")
         node = self.catalogue[class_type]
-        inputs = self._input_data(run.prompt[node_id]["inputs"], node.inputs)
+        inputs = self._input_data(cache, run.prompt[node_id]["inputs"], node.inputs)
         if run.client_id is not None:
-            self.last_node_id = node_id
+            worker.last_node_id = node_id
             self.hub.send("executing", {"node": node_id, "display_node": node_id, "prompt_id": run.prompt_id}, run.client_id)
         call = NodeCall(node_id, node, inputs, self.storage, run.prompt, run.extra_data)
         try:
-            await self._work(self.profile.seconds_for(class_type))
+            seconds = run.node_seconds if run.node_seconds is not None else self.profile.seconds_for(class_type)
+            await self._work(worker, seconds)
             rule = self.profile.failure_for(class_type)
             if rule is not None:
                 raise NodeFailure(rule.exception_type, rule.exception_message)
+            if run.fail_next:
+                run.fail_next = False
+                raise NodeFailure(self.profile.inject.exception_type, self.profile.inject.exception_message)
             outputs, ui = await asyncio.to_thread(run_node, call) if node.output_node else run_node(call)
         except Interrupted:
             data = {"prompt_id": run.prompt_id, "node_id": node_id, "node_type": class_type, "executed": list(run.executed)}
@@ -156,15 +220,15 @@ class Executor:
             return False
         if ui:
             meta = {"node_id": node_id, "display_node": node_id, "parent_node": None, "real_node_id": node_id}
-            self.cache.store_ui(node_id, class_type, {"meta": meta, "output": ui})
+            cache.store_ui(node_id, class_type, {"meta": meta, "output": ui})
             if run.client_id is not None:
                 self.hub.send("executed", {"node": node_id, "display_node": node_id, "output": ui, "prompt_id": run.prompt_id}, run.client_id)
-        self.cache.store(node_id, outputs)
+        cache.store(node_id, outputs)
         self._progress(run, node_id, "finished")
         run.executed.append(node_id)
         return True
 
-    def _input_data(self, given: Mapping[str, Any], declared: Mapping[str, Any]) -> dict[str, Any]:
+    def _input_data(self, cache: NodeCache, given: Mapping[str, Any], declared: Mapping[str, Any]) -> dict[str, Any]:
         """``get_input_data``: declared inputs present in the prompt, links resolved to upstream outputs.
 
         Hidden inputs (PROMPT, EXTRA_PNGINFO, ...) are left out, so ``current_inputs`` lacks them.
@@ -175,17 +239,20 @@ class Executor:
                 continue
             value = given[name]
             if isinstance(value, list) and len(value) == 2:
-                upstream = self.cache.outputs(value[0]) or ()
+                upstream = cache.outputs(value[0]) or ()
                 value = upstream[value[1]] if value[1] < len(upstream) else None
             data[name] = value
         return data
 
-    async def _work(self, seconds: float) -> None:
+    async def _work(self, worker: Worker, seconds: float) -> None:
         """The node's run time; POST /interrupt cuts it short as sampler steps do on a real server."""
-        if self._interrupted.is_set():
+        if worker.interrupted.is_set():
             raise Interrupted
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
         try:
-            await asyncio.wait_for(self._interrupted.wait(), seconds)
+            await asyncio.wait_for(worker.interrupted.wait(), seconds)
         except TimeoutError:
             return
         raise Interrupted

@@ -22,11 +22,11 @@ FEATURES = {"supports_preview_metadata": True, "max_upload_size": 104857600}
 
 
 class Hub:
-    def __init__(self, queue_info: Callable[[], dict], executing_now: Callable[[], tuple[str | None, str | None]]) -> None:
+    def __init__(self, queue_info: Callable[[], dict], executing_now: Callable[[str], str | None]) -> None:
         self.queue_info = queue_info
         """The ``status`` payload: ``{"exec_info": {"queue_remaining": N}}``."""
         self.executing_now = executing_now
-        """``(client_id, last_node_id)`` of the running prompt, for a client that reconnects mid-run."""
+        """The node the running prompt of a client (by sid) is at, for a client that reconnects mid-run."""
         self.sockets: dict[str, web.WebSocketResponse] = {}
         self._messages: asyncio.Queue[tuple[str, dict, str | None]] = asyncio.Queue()
         self._publisher = asyncio.create_task(self._publish())
@@ -58,8 +58,8 @@ class Hub:
         self.sockets[sid] = ws
         try:
             await _send(ws, "status", {"status": self.queue_info(), "sid": sid})
-            client_id, last_node = self.executing_now()
-            if client_id == sid and last_node is not None:
+            last_node = self.executing_now(sid)
+            if last_node is not None:
                 await _send(ws, "executing", {"node": last_node})
             async for msg in ws:
                 if msg.type is WSMsgType.TEXT:

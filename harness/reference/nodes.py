@@ -192,11 +192,16 @@ def _image_saver(kind: str, compress_level: int, prefix_suffix: Callable[[], str
         mode = "RGBA" if images.channels == 4 else "RGB"
         colour = (tuple(images.colour) * 3)[: len(mode)]
         results = []
+        large = kind == "output" and call.storage.large_output is not None
         for batch_number in range(images.batch):
             filename = f"{base.replace('%batch_num%', str(batch_number))}_{counter:05}_.png"
-            Image.new(mode, (images.width, images.height), colour).save(
-                folder / filename, pnginfo=info, compress_level=compress_level
-            )
+            if large:
+                # The profile's output_megabytes: the server's one noise PNG (its own size, no metadata).
+                call.storage.place_large_output(folder / filename)
+            else:
+                Image.new(mode, (images.width, images.height), colour).save(
+                    folder / filename, pnginfo=info, compress_level=compress_level
+                )
             results.append({"filename": filename, "subfolder": subfolder, "type": kind})
             counter += 1
         return (), {"images": results}

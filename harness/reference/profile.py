@@ -5,6 +5,8 @@ execution behaviour one simulated ComfyUI server has, read from YAML (``fixtures
 from __future__ import annotations
 
 import dataclasses
+import math
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +17,7 @@ from harness.errors import ConfigError
 from harness.specfiles import load_checked
 from harness.validator import Flavour
 
-__all__ = ["BUILTIN_DIR", "FailureRule", "InputImage", "Profile", "load_profile"]
+__all__ = ["BUILTIN_DIR", "FailureRule", "InputImage", "Injection", "Latency", "Profile", "load_profile"]
 
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "profiles"
 """Where the built-in profiles live (the repository's fixtures; the package is installed editable)."""
@@ -58,6 +60,50 @@ class FailureRule:
 
 
 @dataclass(frozen=True)
+class Latency:
+    """How long one prompt's execution takes, drawn once per prompt (seeded by the profile's ``seed``).
+
+    ``fixed``: always ``mean``; ``uniform``: uniform on [mean - sigma, mean + sigma]; ``lognormal``: a
+    log-normal whose own mean and standard deviation are ``mean`` and ``sigma`` seconds. Draws are clipped
+    at 0. The drawn seconds are shared evenly by the nodes the prompt actually runs (cached nodes take
+    none), replacing ``node_seconds``/``class_seconds``.
+    """
+
+    distribution: str = "fixed"
+    mean: float = 0.0
+    sigma: float = 0.0
+
+    def draw(self, rng: random.Random) -> float:
+        if self.distribution == "uniform":
+            return max(0.0, rng.uniform(self.mean - self.sigma, self.mean + self.sigma))
+        if self.distribution == "lognormal":
+            if self.mean <= 0:
+                return 0.0
+            var = math.log1p((self.sigma / self.mean) ** 2)
+            return rng.lognormvariate(math.log(self.mean) - var / 2, math.sqrt(var))
+        return max(0.0, self.mean)
+
+
+@dataclass(frozen=True)
+class Injection:
+    """Failures injected at a rate, seeded by the profile's ``seed``.
+
+    ``rate_limited``: the fraction of submissions (native POST /prompt, RunPod /run and /runsync, Vast's
+    PyWorker) refused as an overloaded front proxy or platform would: 429 with ``Retry-After:
+    <retry_after>`` and a plain-text body (ComfyUI itself never sends 429); the Vast PyWorker's is its own
+    empty 429. ``execution_error``: the fraction of accepted prompts whose first executed node raises
+    ``exception_type: exception_message`` (an ``execution_error`` exactly as a FailureRule gives).
+    """
+
+    rate_limited: float = 0.0
+    execution_error: float = 0.0
+    retry_after: int = 1
+    exception_type: str = "RuntimeError"
+    exception_message: str = "injected failure (reference endpoint, inject.execution_error)"
+    """What the failing node raises; e.g. ``torch.OutOfMemoryError`` / ``Allocation on device `` to be an OOM."""
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     catalogue_path: Path
@@ -68,6 +114,15 @@ class Profile:
     node_seconds: float = 0.003
     class_seconds: Mapping[str, float] = field(default_factory=dict)
     failures: tuple[FailureRule, ...] = ()
+    capacity: int = 1
+    """Prompts executing at once. 1 is ComfyUI (one prompt worker, its cache); N > 1 runs N workers
+    without the node cache (see executor.py)."""
+    latency: Latency | None = None
+    inject: Injection = Injection()
+    seed: int | None = None
+    """Seeds latency draws and injected failures; None draws from the OS."""
+    output_megabytes: float | None = None
+    """SaveImage writes a PNG of incompressible noise of about this many MB instead of a flat image."""
     flavour: Flavour = Flavour.V0_3_64
     system: Mapping[str, Any] = field(default_factory=lambda: dict(RECORDED_SYSTEM))
     source: str = "<memory>"
@@ -97,6 +152,11 @@ class Profile:
             node_seconds=execution.get("node_seconds", cls.node_seconds),
             class_seconds=dict(execution.get("class_seconds", {})),
             failures=tuple(FailureRule(**rule) for rule in execution.get("failures", ())),
+            capacity=execution.get("capacity", 1),
+            latency=Latency(**execution["latency"]) if "latency" in execution else None,
+            inject=Injection(**execution.get("inject", {})),
+            seed=execution.get("seed"),
+            output_megabytes=execution.get("output_megabytes"),
             flavour=Flavour(data.get("flavour", Flavour.V0_3_64.value)),
             system={**RECORDED_SYSTEM, **data.get("system_stats", {})},
             source=str(path),
@@ -111,6 +171,10 @@ class Profile:
 
     def failure_for(self, class_type: str) -> FailureRule | None:
         return next((rule for rule in self.failures if rule.class_type == class_type), None)
+
+    def rng(self, purpose: str) -> random.Random:
+        """A generator per purpose, so draws of one kind never shift another's sequence."""
+        return random.Random(f"{self.seed}:{purpose}" if self.seed is not None else None)
 
     def replace(self, **changes: Any) -> Profile:
         """A copy with some fields changed, e.g. ``models={}`` for a server without model files."""

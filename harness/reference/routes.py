@@ -34,6 +34,8 @@ MODEL_FOLDERS = (
 @routes.post("/prompt")
 async def post_prompt(request: web.Request) -> web.Response:
     state = request.app[STATE]
+    if state.rate_limited():
+        return state.too_many_requests()
     json_data = await request.json()
     if "number" in json_data:
         number = float(json_data["number"])
@@ -114,8 +116,10 @@ async def post_interrupt(request: web.Request) -> web.Response:
     except json.JSONDecodeError:
         json_data = {}
     prompt_id = json_data.get("prompt_id")
-    if not prompt_id or state.queue.is_running(prompt_id):
+    if not prompt_id:
         state.executor.interrupt()
+    elif state.queue.is_running(prompt_id):
+        state.executor.interrupt(prompt_id)
     return web.Response(status=200)
 
 

@@ -105,6 +105,8 @@ async def platform_run(request: web.Request) -> web.Response:
     job_input, bad = await _job_input(request)
     if bad is not None or (bad := _refused(request)) is not None:
         return bad
+    if request.app[STATE].rate_limited():
+        return request.app[STATE].too_many_requests()  # the platform's rate limit (profile inject)
     job = request.app[JOBS].submit(str(uuid.uuid4()), job_input)
     return web.json_response({"id": job.id, "status": job.status.value})
 
@@ -113,6 +115,8 @@ async def platform_runsync(request: web.Request) -> web.Response:
     job_input, bad = await _job_input(request)
     if bad is not None or (bad := _refused(request)) is not None:
         return bad
+    if request.app[STATE].rate_limited():
+        return request.app[STATE].too_many_requests()  # the platform's rate limit (profile inject)
     job = request.app[JOBS].submit(f"sync-{uuid.uuid4()}", job_input)
     wait_ms = int(request.query.get("wait", _RUNSYNC_WAIT_MS))
     # Not done in time: the platform answers the non-final status and the client polls /status.

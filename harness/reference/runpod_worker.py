@@ -92,7 +92,8 @@ class RunPodJobs:
         self.cold_start = cold_start
         self.jobs: dict[str, Job] = {}
         self._warm_at: float | None = None
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Semaphore(state.profile.capacity)
+        """The endpoint's workers: one per unit of the profile's capacity."""
         self._tasks: dict[str, asyncio.Task] = {}
 
     def submit(self, job_id: str, job_input: Any) -> Job:
@@ -105,7 +106,8 @@ class RunPodJobs:
 
     async def _process(self, job: Job) -> None:
         await asyncio.sleep(max(0.0, self._warm_at - time.monotonic()))
-        # One worker: jobs run one at a time, as worker-comfyui's handler is synchronous.
+        # A worker takes one job at a time, as worker-comfyui's handler is synchronous; the profile's
+        # capacity is the number of workers (1 by default).
         async with self._lock:
             job.status, job.started = JobStatus.IN_PROGRESS, time.monotonic()
             try:
@@ -124,7 +126,7 @@ class RunPodJobs:
         if job.prompt_id is not None:
             queue = self.state.queue
             if queue.is_running(job.prompt_id):
-                self.state.executor.interrupt()
+                self.state.executor.interrupt(job.prompt_id)
             queue.delete(job.prompt_id)
         job.status, job.finished = JobStatus.CANCELLED, time.monotonic()
         job.done.set()

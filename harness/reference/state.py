@@ -24,14 +24,25 @@ class ServerState:
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
         self.catalogue = profile.catalogue()
-        self.storage = Storage(profile.inputs)
-        self.hub = Hub(self.queue_info, lambda: (self.executor.client_id, self.executor.last_node_id))
+        self.storage = Storage(profile.inputs, output_megabytes=profile.output_megabytes)
+        self.hub = Hub(self.queue_info, lambda sid: self.executor.executing_now(sid))
         self.queue = PromptQueue(self.hub.queue_updated)
         self.executor = Executor(profile, self.catalogue, self.storage, self.queue, self.hub)
         self.number = 0
         """``PromptServer.number``: the priority given to the next prompt that brings none."""
         self._worker = asyncio.create_task(self.executor.run_forever())
         self._object_info: tuple[Any, dict] | None = None
+        self._rate_limited_rng = profile.rng("rate_limited")
+
+    def rate_limited(self) -> bool:
+        """Whether the front proxy refuses this submission (the profile's ``inject.rate_limited``)."""
+        rate = self.profile.inject.rate_limited
+        return rate > 0 and self._rate_limited_rng.random() < rate
+
+    def too_many_requests(self) -> web.Response:
+        """An overloaded reverse proxy's 429: plain text, with Retry-After (ComfyUI never sends 429)."""
+        return web.Response(status=429, text="429 Too Many Requests\n",
+                            headers={"Retry-After": str(self.profile.inject.retry_after)})
 
     def queue_info(self) -> dict:
         return {"exec_info": {"queue_remaining": self.queue.remaining}}

@@ -5,6 +5,7 @@ temporary directory, with the path rules of ComfyUI's ``folder_paths``, ``/view`
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import shutil
@@ -25,13 +26,26 @@ FOLDER_TYPES = ("input", "output", "temp")
 class Storage:
     """One server's folders; removed by ``close()``."""
 
-    def __init__(self, inputs: Iterable[InputImage] = ()) -> None:
+    def __init__(self, inputs: Iterable[InputImage] = (), *, output_megabytes: float | None = None) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="comfy-compat-ref-"))
         self.dirs = {kind: self.root / kind for kind in FOLDER_TYPES}
         for folder in self.dirs.values():
             folder.mkdir()
         for image in inputs:
             Image.new("RGB", (image.width, image.height), (128, 128, 128)).save(self.dirs["input"] / image.name)
+        self.large_output: Path | None = None
+        """With ``output_megabytes``: the noise PNG every SaveImage output is a hard link to."""
+        if output_megabytes is not None:
+            self.large_output = self.root / "large-output.png"
+            write_noise_png(self.large_output, output_megabytes)
+
+    def place_large_output(self, target: Path) -> None:
+        """Put the large output at ``target``: a hard link (a copy where links are refused), so a save costs nothing."""
+        assert self.large_output is not None
+        try:
+            os.link(self.large_output, target)
+        except OSError:
+            shutil.copyfile(self.large_output, target)
 
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
@@ -114,6 +128,12 @@ class Storage:
         pattern = re.compile(re.escape(base) + r"_(\d{5})_")
         counters = [int(m.group(1)) for p in folder.iterdir() if (m := pattern.match(p.name))]
         return folder, base, subfolder, max(counters, default=0) + 1
+
+
+def write_noise_png(path: Path, megabytes: float) -> None:
+    """A square RGB PNG of random pixels, about ``megabytes`` MB (10^6 bytes): noise does not compress."""
+    side = max(1, math.ceil(math.sqrt(megabytes * 1_000_000 / 3)))
+    Image.frombytes("RGB", (side, side), os.urandom(side * side * 3)).save(path, compress_level=0)
 
 
 def _sha256(path: str) -> str:

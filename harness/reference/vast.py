@@ -170,8 +170,8 @@ async def worker_generate_sync(request: web.Request) -> web.Response:
     settings, worker = request.app[SETTINGS], request.app[WORKER]
     if not settings.unsecured and not _signed(settings, body["auth_data"]):
         return web.Response(status=401)
-    if worker.held >= settings.capacity:
-        return web.Response(status=429)
+    if worker.held >= settings.capacity or request.app[STATE].rate_limited():
+        return web.Response(status=429)  # the PyWorker's own 429: empty, no Retry-After
     worker.held += 1
     try:
         async with worker.lock:
