@@ -1,6 +1,9 @@
 """matrix.md: the support matrix (cases × endpoints) and, under it, each failure's evidence and remedy.
 
-Rendered from the matrix.json document alone, so a report can be re-rendered from an old run.
+Rendered from the matrix.json document alone, so a report can be re-rendered from an old run. Keys
+added after schema 1 (``verdict``, ``drift``, ``cells[].stats``, ``cells[].cost``) are optional:
+their sections appear only when present. ``step_summary`` is the short form for
+``$GITHUB_STEP_SUMMARY`` and PR comments: verdict, matrix, one line per failure, no tracebacks.
 """
 
 from __future__ import annotations
@@ -8,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["render_markdown"]
+__all__ = ["render_markdown", "step_summary"]
 
 _MARK = {"passed": "✅", "product": "❌", "infra": "⚠️"}
 
@@ -23,34 +26,50 @@ def _cell_text(cell: Mapping[str, Any]) -> str:
     return text
 
 
-def render_markdown(matrix: Mapping[str, Any]) -> str:
-    run = matrix["run"]
+def _grid(matrix: Mapping[str, Any]) -> tuple[list[str], list[str], dict[tuple[str, str], Mapping[str, Any]]]:
+    """Rows (planned cases first, then any other case with a cell), columns, cells by (case, endpoint)."""
     cells = matrix["cells"]
     endpoints = [e["name"] for e in matrix["endpoints"]]
     for cell in cells:
         if cell["endpoint"] not in endpoints:
             endpoints.append(cell["endpoint"])
     cases = list(dict.fromkeys([*matrix.get("cases", ()), *(c["case"] for c in cells)]))
-    by_key = {(c["case"], c["endpoint"]): c for c in cells}
-    unexpected = sum(not c["ok"] for c in cells)
+    return cases, endpoints, {(c["case"], c["endpoint"]): c for c in cells}
 
-    lines = [f"# Compatibility matrix — run {run['id']}", ""]
+
+def _heading(matrix: Mapping[str, Any]) -> list[str]:
+    run = matrix["run"]
+    cells = matrix["cells"]
+    unexpected = sum(not c["ok"] for c in cells)
     status = run["status"] if run["status"] != "complete" else f"complete, finished {run['finished']}"
-    lines.append(f"Started {run['started']}; {status}. {len(cells)} cells, {unexpected} not as expected. "
-                 f"harness {run['harness_version']}.")
-    lines.append("")
-    if endpoints:
-        lines.append("| case | " + " | ".join(endpoints) + " |")
-        lines.append("|---|" + "---|" * len(endpoints))
-        for case in cases:
-            row = [_cell_text(by_key[(case, e)]) if (case, e) in by_key else "·" for e in endpoints]
-            lines.append(f"| {case} | " + " | ".join(row) + " |")
-        lines.append("")
+    return [f"# Compatibility matrix — run {run['id']}", "",
+            f"Started {run['started']}; {status}. {len(cells)} cells, {unexpected} not as expected. "
+            f"harness {run['harness_version']}.", ""]
+
+
+def _table(matrix: Mapping[str, Any]) -> list[str]:
+    cases, endpoints, by_key = _grid(matrix)
+    if not endpoints:
+        return []
+    lines = ["| case | " + " | ".join(endpoints) + " |", "|---|" + "---|" * len(endpoints)]
+    for case in cases:
+        row = [_cell_text(by_key[(case, e)]) if (case, e) in by_key else "·" for e in endpoints]
+        lines.append(f"| {case} | " + " | ".join(row) + " |")
+    return [*lines, ""]
+
+
+def render_markdown(matrix: Mapping[str, Any]) -> str:
+    cells = matrix["cells"]
+    lines = _heading(matrix)
+    lines += _verdict(matrix.get("verdict"))
+    lines += _table(matrix)
     for e in matrix["endpoints"]:
         prov = e.get("provenance") or {}
         about = ", ".join(f"{k} {v}" for k, v in prov.items() if k != "devices" and v)
         lines.append(f"- **{e['name']}** ({e['kind']}) {e['url']}" + (f" — {about}" if about else ""))
     lines.append("")
+    lines += _stats_table(matrix)
+    lines += _drift(matrix.get("drift"))
 
     failures = [c for c in cells if c["outcome"] != "passed" or not c["ok"]]
     if failures:
@@ -63,6 +82,152 @@ def render_markdown(matrix: Mapping[str, Any]) -> str:
         lines += [f"- {c['case']} on {c['endpoint']}: predicted {c['predicted']}, observed {c['outcome']}" for c in disagreements]
         lines.append("")
     return "\n".join(lines)
+
+
+_SUMMARY_MESSAGE_CHARS = 300
+"""A failure's message in the step summary is cut here: a PR comment is read, not searched."""
+
+
+def step_summary(matrix: Mapping[str, Any], *, report_link: str | None = None) -> str:
+    """The text for ``$GITHUB_STEP_SUMMARY`` or a PR comment: verdict, matrix, one line per failure.
+
+    No tracebacks, repro commands or per-cell sections (those are in matrix.md and report.html), so
+    the summary stays far below GitHub's 1 MiB limit whatever the endpoints answered.
+    """
+    lines = _heading(matrix)
+    lines[0] = "## " + lines[0].removeprefix("# ")
+    lines += [line.replace("## ", "### ", 1) if line.startswith("## ") else line
+              for line in _verdict(matrix.get("verdict"))]
+    lines += _table(matrix)
+    failures = [c for c in matrix["cells"] if c["outcome"] != "passed" or not c["ok"]]
+    if failures:
+        lines += ["### Failures", ""]
+        for cell in failures:
+            ev = cell.get("evidence") or {}
+            mark = "" if cell["ok"] else f" (expected {cell['expected']})"
+            text = f"- **{cell['case']}** on {cell['endpoint']}: {cell['outcome']}{mark}"
+            if ev.get("message"):
+                text += f" — {_inline(_truncate(ev['message'], _SUMMARY_MESSAGE_CHARS))}"
+            if ev.get("hint"):
+                text += f" · _remedy: {_inline(_truncate(ev['hint'], _SUMMARY_MESSAGE_CHARS))}_"
+            lines.append(text)
+        lines.append("")
+    drift = (matrix.get("drift") or {}).get("cells") or {}
+    if drift.get("new_failures") or drift.get("fixed"):
+        lines.append(f"Drift since run {(matrix['drift'].get('compared_to') or {}).get('run')}: "
+                     f"{len(drift.get('new_failures') or [])} new failures, {len(drift.get('fixed') or [])} fixed.")
+        lines.append("")
+    if report_link:
+        lines += [f"Full report: {report_link}", ""]
+    return "\n".join(lines)
+
+
+def _truncate(text: Any, limit: int) -> str:
+    """One line of at most ``limit`` characters: newlines folded, the cut marked with an ellipsis."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def _inline(text: Any) -> str:
+    """Endpoint text made inert for GitHub's renderer: a ``<tag>`` in a message is shown, not swallowed."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _verdict(verdict: Mapping[str, Any] | None) -> list[str]:
+    if not verdict:
+        return []
+    lines = [f"## Verdict: **{verdict.get('decision')}**", "", str(verdict.get("summary", "")), ""]
+    blockers = verdict.get("blockers") or []
+    if blockers:
+        lines += [f"Blockers ({len(blockers)}):", ""]
+        for b in blockers:
+            lines.append(f"1. **{b.get('case')}**: baseline {b.get('baseline_outcome')}, candidate "
+                         f"{b.get('candidate_outcome')} — {_truncate(b.get('message', ''), _SUMMARY_MESSAGE_CHARS)}")
+            lines += [f"   - {r.get('text')}" for r in b.get("remedies") or []]
+        lines.append("")
+    waived = verdict.get("waived") or []
+    if waived:
+        lines += ["Waived:", ""]
+        lines += [f"- {w.get('case')} on {w.get('endpoint')}: {w.get('outcome')} — {w.get('reason')}"
+                  + (f" (until {w['expires']})" if w.get("expires") else " (no expiry)") for w in waived]
+        lines.append("")
+    undecided = verdict.get("undecided") or []
+    if undecided:
+        lines += ["Undecided:", ""]
+        lines += [f"- {u.get('case')}: {u.get('reason')}" for u in undecided]
+        lines.append("")
+    return lines
+
+
+def _stats_table(matrix: Mapping[str, Any]) -> list[str]:
+    """Success rate, latency and cost per cell; only when some cell was repeated or has a price."""
+    cases, endpoints, by_key = _grid(matrix)
+    cells = [by_key[(c, e)] for c in cases for e in endpoints if (c, e) in by_key]
+    shown = [c for c in cells if ((c.get("stats") or {}).get("attempts") or 1) > 1 or c.get("cost")]
+    if not shown:
+        return []
+    lines = ["## Reliability and cost", "",
+             "| case | endpoint | success | 95% interval | p50 | p95 | cold | $/image | $/1,000 |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for cell in shown:
+        stats = cell.get("stats") or {}
+        cost = cell.get("cost") or {}
+        total = (stats.get("latency") or {}).get("total") or {}
+        rate = stats.get("success_rate")
+        wilson = stats.get("wilson95") or []
+        lines.append("| " + " | ".join([
+            cell["case"], cell["endpoint"],
+            f"{stats.get('passed')}/{stats.get('attempts')} ({rate * 100:.0f}%)" if rate is not None else "–",
+            f"{wilson[0] * 100:.0f}–{wilson[1] * 100:.0f}%" if len(wilson) == 2 else "–",
+            _secs(total.get("p50")), _secs(total.get("p95")), _secs((stats.get("cold") or {}).get("total")),
+            f"${cost['per_image']:.4f}" if cost.get("per_image") is not None else "–",
+            f"${cost['per_1000_images']:.2f}" if cost.get("per_1000_images") is not None else "–",
+        ]) + " |")
+    return [*lines, ""]
+
+
+def _secs(value: Any) -> str:
+    return f"{value:.2f} s" if isinstance(value, (int, float)) else "–"
+
+
+def _drift(drift: Mapping[str, Any] | None) -> list[str]:
+    if not drift:
+        return []
+    compared = drift.get("compared_to") or {}
+    lines = ["## Drift", "", f"Compared to run {compared.get('run')}" + (f" (`{compared['dir']}`)" if compared.get("dir") else "") + ".", ""]
+    cells = drift.get("cells") or {}
+    for key, title in (("new_failures", "New failures"), ("changed", "Failing differently"),
+                       ("fixed", "Fixed"), ("inherited_failures", "Inherited failures")):
+        if cells.get(key):
+            lines += [f"{title}:", ""]
+            lines += [f"- {d.get('case')} on {d.get('endpoint')}: {d.get('previous')} → {d.get('outcome')}" for d in cells[key]]
+            lines.append("")
+    for name, changes in (drift.get("endpoints") or {}).items():
+        items = _endpoint_drift(changes or {})
+        lines += [f"Endpoint **{name}**:" + ("" if items else " no change"), ""]
+        if items:
+            lines += [*items, ""]
+    return lines
+
+
+def _endpoint_drift(changes: Mapping[str, Any]) -> list[str]:
+    items = []
+    if changes.get("classes_appeared"):
+        items.append("- classes appeared: " + ", ".join(f"`{c}`" for c in changes["classes_appeared"]))
+    if changes.get("classes_disappeared"):
+        items.append("- classes disappeared: " + ", ".join(f"`{c}`" for c in changes["classes_disappeared"]))
+    for changed in changes.get("classes_changed") or []:
+        bits = [f"{what} {', '.join(map(str, changed.get(key) or []))}"
+                for key, what in (("inputs_added", "inputs added"), ("inputs_removed", "inputs removed"),
+                                  ("inputs_changed", "inputs changed")) if changed.get(key)]
+        items.append(f"- class `{changed.get('class')}` changed: " + "; ".join(bits))
+    for key, label in (("models_removed", "models removed"), ("models_added", "models added")):
+        for folder, files in (changes.get(key) or {}).items():
+            items.append(f"- {label} from `{folder}`: " + ", ".join(f"`{f}`" for f in files))
+    for key, pair in (changes.get("system_changed") or {}).items():
+        old, new = (list(pair) + [None, None])[:2] if isinstance(pair, (list, tuple)) else (None, pair)
+        items.append(f"- {key}: {old} → {new}")
+    return items
 
 
 def _failure_section(cell: Mapping[str, Any]) -> list[str]:
