@@ -247,12 +247,16 @@ def compare_runs(old_dir: str | Path, new_matrix: dict, new_dir: str | Path, old
     """The ``drift`` section for ``new_matrix`` (the run in ``new_dir``) against the run in ``old_dir``.
 
     Endpoints are matched by name; one present in only one of the runs gets a ``note`` and nothing
-    else. Raises ConfigError when ``old_dir`` holds no readable matrix.json.
+    else. Raises ConfigError when ``old_dir`` holds no readable matrix.json or is ``new_dir`` itself
+    (``old_matrix``, when given, is used instead of reading ``old_dir``).
     """
     old_dir, new_dir = Path(old_dir), Path(new_dir)
+    resolved = old_dir.resolve()
+    if resolved == new_dir.resolve():
+        raise ConfigError(f"{old_dir}: is this run's own directory (reports/latest points at the current run "
+                          "once it starts); compare to 'previous' or name an earlier reports/<run-id>")
     if old_matrix is None:
         old_matrix = load_run(old_dir)
-    resolved = old_dir.resolve()
     old_endpoints = {e.get("name"): e for e in old_matrix.get("endpoints", []) if isinstance(e, dict)}
     new_endpoints = {e.get("name"): e for e in new_matrix.get("endpoints", []) if isinstance(e, dict)}
     endpoints: dict[str, dict] = {}

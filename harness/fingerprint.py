@@ -38,13 +38,25 @@ _VIRTUAL_ENTRIES = frozenset({"pixel_space", "None", "none"})
 
 _COMBO = "COMBO"
 
+# Stock combos ComfyUI fills from input/ without an upload flag (``folder_paths.get_input_directory()``).
+_INPUT_FILE_COMBOS = frozenset({
+    ("LoadLatent", "latent"),
+    ("LoadImageSetFromFolderNode", "folder"),
+    ("LoadImageTextSetFromFolderNode", "folder"),
+    ("OpenAIInputFiles", "file"),
+    ("GeminiInputFiles", "file"),
+})
+
 
 def _is_virtual(entry: Any) -> bool:
     return not isinstance(entry, str) or entry in _VIRTUAL_ENTRIES or entry.startswith(".")
 
 
-def _file_source(spec: InputSpec) -> str | None:
-    """``input`` for an upload combo (image_upload, video_upload, ...), the route for a remote one."""
+def _file_source(class_type: str, spec: InputSpec) -> str | None:
+    """``input`` for a combo listing input/ (image_upload, video_upload, ...), ``output`` or the route
+    for a remote one, None for a combo of fixed options."""
+    if (class_type, spec.name) in _INPUT_FILE_COMBOS:
+        return "input"
     extra = spec.extra
     remote = extra.get("remote")
     if isinstance(remote, dict):  # LoadImageOutput lists output/, though it also allows uploads
@@ -64,7 +76,7 @@ def input_signature(class_type: str, spec: InputSpec) -> tuple[str, str | None, 
     folder = model_folder(class_type, spec.name)
     if folder is not None:
         return f"{spec.category}:{_COMBO}<models:{folder}>", folder, options
-    source = _file_source(spec)
+    source = _file_source(class_type, spec)
     if source is not None:
         return f"{spec.category}:{_COMBO}<files:{source}>", None, options
     return f"{spec.category}:{_COMBO}{json.dumps(options, separators=(',', ':'), default=str)}", None, options

@@ -150,3 +150,7 @@ def test_load_run_through_latest_and_previous_run(tmp_path):
     assert previous_run(tmp_path / "missing", current) is None
     drift = compare_runs(tmp_path / "latest", matrix(current, [], []), tmp_path / current)
     assert drift["compared_to"] == {"run": "20260102T000000Z-1000", "dir": str(newer.resolve())}
+    (tmp_path / "latest").unlink()
+    os.symlink(current, tmp_path / "latest", target_is_directory=True)  # as once the current run starts
+    with pytest.raises(ConfigError, match="this run's own directory"):
+        compare_runs(tmp_path / "latest", matrix(current, [], []), tmp_path / current)

@@ -58,6 +58,7 @@ def test_recorded_catalogues_fingerprint_every_class(stock_fp, custom_fp):
     assert stock_fp["classes"]["CheckpointLoaderSimple"] == {"ckpt_name": "required:COMBO<models:checkpoints>"}
     assert stock_fp["classes"]["LoadImage"]["image"] == "required:COMBO<files:input>"
     assert stock_fp["classes"]["LoadImageOutput"]["image"] == "required:COMBO<files:output>"
+    assert stock_fp["classes"]["OpenAIInputFiles"]["file"] == "required:COMBO<files:input>"
     # The recording server had no model files: only VAELoader's built-in entry, which is no file.
     assert stock_fp["models"]["checkpoints"] == [] and stock_fp["models"]["vae"] == []
 
