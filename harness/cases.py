@@ -6,6 +6,7 @@ API workflows can stand in for them (``--workflows DIR``), each replayed expecti
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +16,10 @@ from harness.endpoints import Endpoint
 from harness.errors import ConfigError
 from harness.outcomes import Outcome
 from harness.specfiles import load_checked
+from harness.verdict import Waiver
 from harness.workflows import Override, apply_overrides, load_workflow, shorthand_overrides
 
-__all__ = ["Case", "OutputCheck", "load_case_files", "cases_from_workflows"]
+__all__ = ["Case", "OutputCheck", "Suite", "load_case_files", "cases_from_workflows"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,14 @@ class Case:
     timeout: float | None = None
     tags: tuple[str, ...] = ()
     source: str = ""
+    required: bool = True
+    """Whether the case counts toward a go/no-go verdict."""
+    repeat: int | None = None
+    """Attempts per cell; None defers to the run's ``--repeat``."""
+
+    def details(self) -> dict:
+        """What matrix.json keeps of the case beside its id (``case_details``)."""
+        return {"required": self.required, "workflow": str(self.workflow_path), "tags": list(self.tags)}
 
     def expected_for(self, endpoint: Endpoint) -> Outcome:
         for key in (endpoint.name, endpoint.profile):
@@ -47,19 +57,45 @@ class Case:
         return self.expect.get("default", Outcome.PASSED)
 
 
-def load_case_files(paths: list[Path]) -> list[Case]:
-    """Every case of the given YAML files; a case's workflow path is relative to its file."""
+@dataclass(frozen=True)
+class Suite:
+    """What the case files hold: the cases, and the waivers of known failures."""
+
+    cases: list[Case]
+    waivers: list[Waiver] = field(default_factory=list)
+
+
+def load_case_files(paths: list[Path]) -> Suite:
+    """Every case and waiver of the given YAML files; a case's workflow path is relative to its file."""
     cases: list[Case] = []
+    waivers: list[tuple[Waiver, str]] = []
     seen: dict[str, str] = {}
     for path in paths:
-        for index, spec in enumerate(load_checked(path, "case")["cases"]):
+        data = load_checked(path, "case")
+        for index, spec in enumerate(data["cases"]):
             where = f"{path}: $.cases[{index}]"
             case = _case_from_spec(spec, path.parent, where)
             if case.id in seen:
                 raise ConfigError(f"{where}.id: case id {case.id!r} is already used in {seen[case.id]}")
             seen[case.id] = where
             cases.append(case)
-    return cases
+        waivers += [(_waiver(spec, f"{path}: $.waivers[{i}]"), f"{path}: $.waivers[{i}]") for i, spec in enumerate(data.get("waivers", []))]
+    for waiver, where in waivers:
+        if waiver.case not in seen:
+            raise ConfigError(f"{where}.case: no case {waiver.case!r} in the case files (cases: {', '.join(seen)})")
+    return Suite(cases, [w for w, _ in waivers])
+
+
+def _waiver(spec: Mapping[str, Any], where: str) -> Waiver:
+    expires = spec["expires"]
+    if isinstance(expires, str):
+        try:
+            expires = dt.date.fromisoformat(expires)
+        except ValueError:
+            expires = None
+    if not isinstance(expires, dt.date):
+        raise ConfigError(f"{where}.expires: expected a date YYYY-MM-DD, got {spec['expires']!r}")
+    return Waiver(spec["case"], spec["endpoint"], spec["reason"], expires)
 
 
 def _case_from_spec(spec: Mapping[str, Any], workflows_dir: Path, where: str) -> Case:
@@ -82,12 +118,14 @@ def _case_from_spec(spec: Mapping[str, Any], workflows_dir: Path, where: str) ->
         timeout=spec.get("timeout"),
         tags=tuple(spec.get("tags", ())),
         source=where,
+        required=spec.get("required", True),
+        repeat=spec.get("repeat"),
     )
 
 
-def cases_from_workflows(directory: Path) -> list[Case]:
+def cases_from_workflows(directory: Path) -> Suite:
     """One case per ``*.json`` API workflow in ``directory``, each expected to pass everywhere."""
     paths = sorted(directory.glob("*.json"))
     if not paths:
         raise ConfigError(f"--workflows {directory}: no *.json workflow files there")
-    return [Case(id=p.stem, workflow=load_workflow(p), workflow_path=p, source=str(p)) for p in paths]
+    return Suite([Case(id=p.stem, workflow=load_workflow(p), workflow_path=p, source=str(p)) for p in paths])

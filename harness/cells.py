@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from harness.outcomes import Outcome
 from harness.providers.base import OutputImage, Timings
+from harness.stats import Attempt
 
 __all__ = ["Cell"]
 
@@ -26,6 +27,12 @@ class Cell:
     images: tuple[OutputImage, ...] = ()
     tags: tuple[str, ...] = ()
     job_id: str | None = None
+    attempts: tuple[Attempt, ...] = ()
+    """Every submission of the case (``--repeat``); the fields above describe the typical one."""
+    stats: dict = field(default_factory=dict)
+    """Success rate, Wilson interval, outcome histogram and latency figures over the attempts."""
+    cost: dict | None = None
+    """Cost per image, where the endpoint has a price."""
 
     @property
     def ok(self) -> bool:
@@ -38,6 +45,9 @@ class Cell:
     def summary(self) -> str:
         """One line for a test failure or a terminal: what happened and why."""
         text = f"{self.case} on {self.endpoint}: {self.outcome.value} (expected {self.expected.value})"
+        if len(self.attempts) > 1:
+            lo, hi = self.stats["wilson95"]
+            text += f", {self.stats['passed']}/{len(self.attempts)} attempts passed (95% CI {lo:.0%}–{hi:.0%})"
         message = self.evidence.get("message")
         return f"{text}: {message}" if message else text
 
@@ -59,4 +69,7 @@ class Cell:
             "images": [image.to_dict() for image in self.images],
             "tags": list(self.tags),
             "job_id": self.job_id,
+            "stats": self.stats,
+            "cost": self.cost,
+            "attempts": [attempt.to_dict() for attempt in self.attempts],
         }

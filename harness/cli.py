@@ -1,4 +1,5 @@
-"""The ``comfy-compat`` command: one argparse subcommand per task (``serve`` runs a reference endpoint).
+"""The ``comfy-compat`` command: one argparse subcommand per task: ``serve`` runs a reference endpoint;
+``verdict``, ``diff`` and ``report`` work on the run directories a compatibility run leaves.
 
 A subcommand is a ``(configure, run)`` pair in ``SUBCOMMANDS``; ``run`` gets the parsed arguments and
 returns the exit status. Harness errors print as one line without a traceback.
@@ -8,11 +9,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
+import json
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import ConfigError, HarnessError
+from harness.report.matrix import MatrixWriter
+from harness.verdict import Budgets
 
 __all__ = ["SUBCOMMANDS", "main"]
 
@@ -43,8 +49,89 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_verdict(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a reports/<run-id> directory (or reports/latest)")
+    parser.add_argument("--baseline", required=True, metavar="ENDPOINT", help="the endpoint production runs on now")
+    parser.add_argument("--candidate", required=True, metavar="ENDPOINT", help="the endpoint to move to")
+    parser.add_argument("--budget", action="append", default=[], metavar="METRIC=VALUE",
+                        help="success_rate, p95_seconds or cost_per_image the candidate must meet; repeatable")
+    parser.add_argument("--today", type=dt.date.fromisoformat, default=None, metavar="YYYY-MM-DD",
+                        help="judge waivers' expiry as of this day (default: today)")
+
+
+def _verdict(args: argparse.Namespace) -> int:
+    from harness.conclusions import summary_lines, verdict_of
+
+    writer = MatrixWriter.reopen(Path(args.run_dir))
+    budgets = Budgets.from_dict(_budgets(args.budget))
+    writer.update(verdict=verdict_of(writer.matrix, args.baseline, args.candidate, budgets, args.today))
+    print("\n".join(summary_lines({"verdict": writer.matrix["verdict"]})))
+    return writer.matrix["verdict"]["exit_code"]
+
+
+def _budgets(items: Sequence[str]) -> dict[str, float]:
+    budgets: dict[str, float] = {}
+    for item in items:
+        metric, _, value = item.partition("=")
+        if metric not in Budgets.__dataclass_fields__:
+            raise ConfigError(f"--budget {item!r}: metric must be one of {', '.join(Budgets.__dataclass_fields__)}")
+        try:
+            budgets[metric] = float(value)
+        except ValueError:
+            raise ConfigError(f"--budget {item!r}: expected METRIC=NUMBER") from None
+    return budgets
+
+
+def _configure_diff(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("old", metavar="OLD_RUN", help="the earlier run directory")
+    parser.add_argument("new", metavar="NEW_RUN", help="the later run directory; its matrix.json gets the drift section")
+    parser.add_argument("--json", action="store_true", help="print the drift document as JSON")
+
+
+def _diff(args: argparse.Namespace) -> int:
+    """Exit 1 when the new run has new product failures: what a nightly job should fail on."""
+    from harness.conclusions import drift_against, summary_lines
+
+    writer = MatrixWriter.reopen(Path(args.new))
+    writer.update(drift=drift_against(writer, args.old))
+    drift = writer.matrix["drift"]
+    print(json.dumps(drift, indent=2) if args.json else "\n".join(summary_lines({"drift": drift}) + _drift_lines(drift)))
+    product = {o for o, info in writer.matrix["outcomes"].items() if info["disposition"] == "product"}
+    return 1 if any(c["outcome"] in product for c in drift["cells"]["new_failures"]) else 0
+
+
+def _drift_lines(drift: dict) -> list[str]:
+    lines = [f"  {kind.replace('_', ' ')}: {c['case']} on {c['endpoint']}: {c['previous'] or 'not run'} -> {c['outcome']}"
+             for kind in ("new_failures", "fixed", "changed") for c in drift["cells"][kind]]
+    for name, changes in drift["endpoints"].items():
+        for key in ("classes_appeared", "classes_disappeared"):
+            if changes.get(key):
+                lines.append(f"  {name}: {key.replace('_', ' ')}: {', '.join(changes[key])}")
+        lines += [f"  {name}: class changed: {c['class']}" for c in changes.get("classes_changed", [])]
+        lines += [f"  {name}: models removed from {folder}: {', '.join(files)}" for folder, files in changes.get("models_removed", {}).items()]
+    return lines
+
+
+def _configure_report(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a reports/<run-id> directory (or reports/latest)")
+    parser.add_argument("--html", action="store_true", help="(re)write report.html (default: every format)")
+    parser.add_argument("--markdown", action="store_true", help="(re)write matrix.md")
+
+
+def _report(args: argparse.Namespace) -> int:
+    writer = MatrixWriter.reopen(Path(args.run_dir))
+    for path in writer.render(html=args.html or not args.markdown, markdown=args.markdown or not args.html):
+        print(path)
+    return 0
+
+
 SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "serve": ("run the embedded reference endpoint (a simulated ComfyUI 0.3.64)", _configure_serve, _serve),
+    "verdict": ("go/no-go for moving from --baseline to --candidate, from a finished run (exit 0 GO, 1 NO-GO, 2 undecidable)",
+                _configure_verdict, _verdict),
+    "diff": ("drift between two runs: new failures, fixed cells, node classes and model files that changed",
+             _configure_diff, _diff),
+    "report": ("re-render a run's reports from its matrix.json", _configure_report, _report),
 }
 
 

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 from harness.errors import ConfigError, SecretMissing
 from harness.specfiles import load_checked
 
-__all__ = ["Endpoint", "Timeouts", "load_endpoints_file", "parse_endpoint_option"]
+__all__ = ["Endpoint", "Timeouts", "VerdictSpec", "load_endpoints_file", "load_verdict_spec", "parse_endpoint_option"]
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -50,6 +50,10 @@ class Endpoint:
     request: Mapping[str, Any] | None = None
     """Modal: how the app's own web endpoint is called (``path``, ``body`` template, ``response``,
     ``images``); every field left out is that of modal-examples' comfyapp."""
+    price_per_gpu_hour: float | None = None
+    """What one GPU-hour of this endpoint costs; with it, cells show cost per image."""
+    cold_start_idle: float = 300.0
+    """Seconds without requests after which the endpoint has scaled to zero (``--cold-start`` waits this long)."""
 
     @property
     def public_url(self) -> str:
@@ -106,6 +110,30 @@ def load_endpoints_file(path: str | Path) -> list[Endpoint]:
             max_concurrency=spec.get("max_concurrency", 4),
             flavour=spec.get("flavour", "platform"),
             request=spec.get("request"),
+            price_per_gpu_hour=spec.get("price_per_gpu_hour"),
+            cold_start_idle=spec.get("cold_start", {}).get("idle", Endpoint.cold_start_idle),
         )
         for name, spec in data["endpoints"].items()
     ]
+
+
+@dataclass(frozen=True)
+class VerdictSpec:
+    """The endpoints file's ``verdict:``: which migration to decide, and the budgets the candidate must meet."""
+
+    baseline: str | None = None
+    candidate: str | None = None
+    budgets: Mapping[str, float] = field(default_factory=dict)
+
+
+def load_verdict_spec(path: str | Path) -> VerdictSpec | None:
+    """The ``verdict:`` section of an endpoints file, if it has one."""
+    data = load_checked(path, "endpoints")
+    spec = data.get("verdict")
+    if spec is None:
+        return None
+    names = set(data["endpoints"])
+    for role in ("baseline", "candidate"):
+        if spec.get(role) is not None and spec[role] not in names:
+            raise ConfigError(f"{path}: $.verdict.{role}: {spec[role]!r} is not one of the endpoints ({', '.join(sorted(names))})")
+    return VerdictSpec(spec.get("baseline"), spec.get("candidate"), dict(spec.get("budgets", {})))

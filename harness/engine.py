@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import threading
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from harness.cases import Case, OutputCheck
@@ -21,14 +23,16 @@ from harness.cells import Cell
 from harness.classify import Classification
 from harness.endpoints import Endpoint
 from harness.errors import ConfigError
+from harness.fingerprint import fingerprint
 from harness.outcomes import Outcome
 from harness.preflight import preflight
-from harness.providers.base import BaseProvider, OutputImage, failure
+from harness.providers.base import BaseProvider, OutputImage, RunRecord, failure
 from harness.providers.comfyui import ComfyUIProvider
 from harness.providers.modal import ModalProvider
 from harness.providers.runpod import RunPodProvider
 from harness.providers.vast import VastProvider
 from harness.report.matrix import MatrixWriter
+from harness.stats import Attempt, cell_cost, cell_stats, typical_outcome
 
 __all__ = ["PROVIDERS", "Engine", "EngineThread", "check_outputs"]
 
@@ -63,7 +67,7 @@ def check_outputs(images: Sequence[OutputImage], expected: OutputCheck) -> Class
 class Engine:
     """One run: its endpoints' providers, what each endpoint told about itself, and the report."""
 
-    def __init__(self, endpoints: Sequence[Endpoint], writer: MatrixWriter) -> None:
+    def __init__(self, endpoints: Sequence[Endpoint], writer: MatrixWriter, *, repeat: int = 1, cold_start: bool = False) -> None:
         for endpoint in endpoints:
             if endpoint.kind not in PROVIDERS:
                 raise ConfigError(f"endpoint {endpoint.name!r}: kind {endpoint.kind!r} is not one of {sorted(PROVIDERS)}")
@@ -73,6 +77,10 @@ class Engine:
         self.providers: dict[str, BaseProvider] = {}
         self.catalogues: dict[str, Catalogue | None] = {}
         self._limits: dict[str, asyncio.Semaphore] = {}
+        self._first_done: dict[str, asyncio.Event] = {}
+        self.repeat = repeat
+        """Attempts per cell, unless a case sets its own."""
+        self.cold_start = cold_start
 
     async def start(self) -> None:
         """Open a provider per endpoint and read each endpoint's catalogue and provenance, concurrently."""
@@ -83,7 +91,9 @@ class Engine:
         # Recorded in the declared order, whatever order the endpoints answered in: it is the matrix's column order.
         for name, (catalogue, provenance) in zip(self.endpoints, introductions, strict=True):
             self.catalogues[name] = catalogue
-            self.writer.add_endpoint(self.endpoints[name], provenance, catalogue.source if catalogue else None)
+            # Endpoints that tell nothing about themselves (serverless envelopes) have no fingerprint to drift.
+            print_ = fingerprint(name, catalogue, provenance) if catalogue is not None or provenance is not None else None
+            self.writer.add_endpoint(self.endpoints[name], provenance, catalogue.source if catalogue else None, print_)
 
     async def _introduce(self, name: str) -> tuple[Catalogue | None, dict | None]:
         provider = self.providers[name]
@@ -93,6 +103,7 @@ class Engine:
         await asyncio.gather(*(p.aclose() for p in self.providers.values()))
 
     async def run_cell(self, case: Case, endpoint_name: str) -> Cell:
+        """Run the case's attempts on the endpoint (concurrently, within its limit) and record the cell."""
         endpoint = self.endpoints[endpoint_name]
         provider = self.providers[endpoint_name]
         cell_dir = self.writer.cell_dir(case.id, endpoint_name)
@@ -100,15 +111,16 @@ class Engine:
         body_file.write_text(json.dumps(provider.request_body(case.workflow), indent=2), encoding="utf-8")
         catalogue = self.catalogues.get(endpoint_name)
         prediction = preflight(case.workflow, catalogue) if catalogue is not None else None
-        budget = case.timeout or (endpoint.timeouts.queue + endpoint.timeouts.execution)
-        async with self._limits[endpoint_name]:
-            record = await provider.run(case.workflow, deadline=time.monotonic() + budget, outputs_dir=cell_dir / "outputs")
-        verdict = record.classification or check_outputs(record.images, case.outputs)
-        outcome = verdict.outcome if verdict else Outcome.PASSED
+        runs = await asyncio.gather(*(self._attempt(case, endpoint_name, cell_dir, index)
+                                      for index in range(case.repeat or self.repeat)))
+        attempts = [attempt for attempt, _, _ in runs]
+        typical = typical_outcome(attempts)
+        _, record, verdict = runs[attempts.index(typical)]
+        _discard_passed_outputs(runs, keep=record)
         cell = Cell(
             case=case.id,
             endpoint=endpoint_name,
-            outcome=outcome,
+            outcome=typical.outcome,
             expected=case.expected_for(endpoint),
             predicted=(prediction.outcome if prediction else Outcome.PASSED) if catalogue is not None else None,
             partial=bool(verdict and verdict.partial),
@@ -118,9 +130,60 @@ class Engine:
             images=record.images,
             tags=case.tags,
             job_id=record.job_id,
+            attempts=tuple(attempts),
+            stats=cell_stats(attempts),
+            cost=cell_cost(attempts, endpoint.price_per_gpu_hour),
         )
         self.writer.add_cell(cell)
         return cell
+
+    async def _attempt(self, case: Case, endpoint_name: str, cell_dir: Path, index: int) -> tuple[Attempt, RunRecord, Classification | None]:
+        endpoint = self.endpoints[endpoint_name]
+        # The first attempt's outputs sit where a single-attempt cell keeps them; repeats get a folder each.
+        outputs = cell_dir / "outputs" / (f"attempt-{index:03d}" if index else "")
+        budget = case.timeout or (endpoint.timeouts.queue + endpoint.timeouts.execution)
+        async with self._slot(endpoint_name) as cold:
+            record = await self.providers[endpoint_name].run(case.workflow, deadline=time.monotonic() + budget, outputs_dir=outputs)
+        verdict = record.classification or check_outputs(record.images, case.outputs)
+        attempt = Attempt(
+            outcome=verdict.outcome if verdict else Outcome.PASSED,
+            timings=record.timings,
+            images=sum(1 for image in record.images if image.type == "output" and not image.error),
+            cold=cold,
+            message=verdict.evidence.message if verdict else "",
+        )
+        return attempt, record, verdict
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, endpoint_name: str) -> AsyncIterator[bool]:
+        """A place in the endpoint's concurrency limit; yields whether this is the run's cold request.
+
+        With ``cold_start`` the endpoint's first request waits out its idle period (so a serverless
+        endpoint scales to zero) and runs alone: concurrent requests would share its cold start.
+        """
+        first = endpoint_name not in self._first_done
+        if first:
+            self._first_done[endpoint_name] = done = asyncio.Event()
+            try:
+                if self.cold_start:
+                    await asyncio.sleep(self.endpoints[endpoint_name].cold_start_idle)
+                async with self._limits[endpoint_name]:
+                    yield self.cold_start
+            finally:
+                done.set()
+            return
+        if self.cold_start:
+            await self._first_done[endpoint_name].wait()
+        async with self._limits[endpoint_name]:
+            yield False
+
+
+def _discard_passed_outputs(runs: list[tuple[Attempt, RunRecord, Classification | None]], keep: RunRecord) -> None:
+    """Repeats' outputs go once checked, except the cell's own and failures' (they are evidence)."""
+    for attempt, record, _ in runs:
+        if record is not keep and attempt.outcome is Outcome.PASSED:
+            for image in record.images:
+                Path(image.path).unlink(missing_ok=True)
 
 
 def _evidence(verdict: Classification | None, prediction: Classification | None) -> dict:

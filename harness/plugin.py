@@ -15,12 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.cases import Case, cases_from_workflows, load_case_files
+from harness.cases import Case, Suite, cases_from_workflows, load_case_files
 from harness.cells import Cell
-from harness.endpoints import Endpoint, load_endpoints_file, parse_endpoint_option
+from harness.conclusions import conclude, summary_lines
+from harness.endpoints import Endpoint, VerdictSpec, load_endpoints_file, load_verdict_spec, parse_endpoint_option
 from harness.engine import Engine, EngineThread
-from harness.errors import HarnessError
-from harness.report.matrix import MatrixWriter
+from harness.errors import ConfigError, HarnessError
+from harness.report.matrix import MatrixWriter, new_run_id
+from harness.verdict import Budgets
 
 __all__ = ["CompatRun", "Settings"]
 
@@ -43,6 +45,14 @@ class Settings:
     workflows: Path | None
     cases: tuple[Path, ...]
     report_dir: Path
+    repeat: int = 1
+    cold_start: bool = False
+    baseline: str | None = None
+    candidate: str | None = None
+    compare_to: str | None = None
+    """A run directory, or ``previous`` for the newest other run in the report directory."""
+    alluredir: str | None = None
+    """allure-pytest's --alluredir, where Allure's environment and categories go too."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -56,16 +66,41 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="Replay every *.json API workflow in DIR, expecting passed, instead of the case files. ini: comfy_workflows.")
     group.addoption("--report-dir", dest="comfy_report_dir", default=None, metavar="DIR",
                     help="Where reports/<run-id>/ and reports/latest go (default: reports). ini: comfy_report_dir.")
+    group.addoption("--repeat", dest="comfy_repeat", type=int, default=None, metavar="N",
+                    help="Attempts per cell (a case's own `repeat` wins); cells then report success rate and "
+                         "latency percentiles. ini: comfy_repeat.")
+    group.addoption("--cold-start", dest="comfy_cold_start", action="store_true", default=None,
+                    help="Wait each endpoint's cold_start.idle (endpoints file) before its first request and "
+                         "time that request apart. ini: comfy_cold_start.")
+    group.addoption("--baseline", dest="comfy_baseline", default=None, metavar="ENDPOINT",
+                    help="Go/no-go verdict: the endpoint production runs on now. ini: comfy_baseline.")
+    group.addoption("--candidate", dest="comfy_candidate", default=None, metavar="ENDPOINT",
+                    help="Go/no-go verdict: the endpoint to move to; the exit status becomes the verdict's "
+                         "(0 GO, 1 NO-GO, 2 undecidable). ini: comfy_candidate.")
+    group.addoption("--compare-to", dest="comfy_compare_to", default=None, metavar="RUN_DIR|previous",
+                    help="Report drift against an earlier run (`previous`: the newest other run in the report "
+                         "directory). ini: comfy_compare_to.")
     parser.addini("comfy_endpoints", "Endpoints to test, one [NAME=]URL per line.", type="linelist", default=[])
     parser.addini("comfy_endpoints_file", "Endpoints YAML file.", default="")
     parser.addini("comfy_workflows", "Directory of API workflows to replay instead of the case files.", default="")
     parser.addini("comfy_cases", "Case files (YAML), globs relative to the rootdir.", type="linelist", default=["cases/*.yaml"])
     parser.addini("comfy_report_dir", "Report directory.", default="reports")
+    parser.addini("comfy_repeat", "Attempts per cell.", default="1")
+    parser.addini("comfy_cold_start", "Measure cold starts (see --cold-start).", type="bool", default=False)
+    parser.addini("comfy_baseline", "Verdict baseline endpoint.", default="")
+    parser.addini("comfy_candidate", "Verdict candidate endpoint.", default="")
+    parser.addini("comfy_compare_to", "Run directory (or `previous`) to report drift against.", default="")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "compat(case, endpoint): a compatibility cell; set by the plugin on every case × endpoint.")
-    config.stash[_RUN] = CompatRun(_settings(config))
+    run = CompatRun(_settings(config))
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and "comfy_compat_run_id" in workerinput:
+        run.run_id, run.worker = workerinput["comfy_compat_run_id"], workerinput["workerid"]
+    elif config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistController(run), "comfy-compat-xdist")
+    config.stash[_RUN] = run
 
 
 def _settings(config: pytest.Config) -> Settings:
@@ -76,12 +111,29 @@ def _settings(config: pytest.Config) -> Settings:
         value = config.getoption(flag) or config.getini(ini)
         return (root / value) if value else None
 
+    def value(flag: str, ini: str) -> str | None:
+        return config.getoption(flag) or config.getini(ini) or None
+
+    repeat = value("comfy_repeat", "comfy_repeat")
+    try:
+        repeat = int(repeat or 1)
+    except ValueError:
+        raise pytest.UsageError(f"comfy_repeat: expected a whole number of attempts, got {repeat!r}") from None
+    if repeat < 1:
+        raise pytest.UsageError(f"--repeat {repeat}: expected at least 1 attempt per cell")
+    compare_to = value("comfy_compare_to", "comfy_compare_to")
     return Settings(
         endpoints=tuple(config.getoption("comfy_endpoint") or config.getini("comfy_endpoints")),
         endpoints_file=path("comfy_endpoints_file", "comfy_endpoints_file"),
         workflows=path("comfy_workflows", "comfy_workflows"),
         cases=tuple(p for pattern in config.getini("comfy_cases") for p in sorted(root.glob(pattern))),
         report_dir=path("comfy_report_dir", "comfy_report_dir") or root / "reports",
+        repeat=repeat,
+        cold_start=bool(value("comfy_cold_start", "comfy_cold_start")),
+        baseline=value("comfy_baseline", "comfy_baseline"),
+        candidate=value("comfy_candidate", "comfy_candidate"),
+        compare_to=compare_to if compare_to in (None, "previous") else str(root / compare_to),
+        alluredir=config.getoption("allure_report_dir", None),
     )
 
 
@@ -92,10 +144,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     for arg in config.args:
         path = Path(arg.split("::")[0]).resolve()
         if path == cases_dir or cases_dir in path.parents or path in cases_dir.parents:
+            run = config.stash[_RUN]
             try:
-                config.stash[_RUN].plan()
+                run.plan()
             except HarnessError as exc:
                 raise pytest.UsageError(str(exc)) from None
+            if config.pluginmanager.hasplugin("dsession"):  # the xdist controller: workers run the cells
+                run.start_controller()
             return
 
 
@@ -165,31 +220,56 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     run = session.config.stash.get(_RUN, None)
-    if run is not None:
-        run.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+    if run is None:
+        return
+    verdict = run.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+    if verdict is not None and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        # With a verdict asked for, the run answers the migration question: scripts branch on 0/1/2.
+        session.exitstatus = verdict["exit_code"]
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     run = config.stash[_RUN]
     if run.writer is None:
         return
-    cells = run.writer.matrix["cells"]
+    matrix = run.writer.matrix
+    cells = matrix["cells"]
     counts: dict[str, int] = {}
     for c in cells:
         counts[c["outcome"]] = counts.get(c["outcome"], 0) + 1
     terminalreporter.write_sep("-", "comfy-compat")
     terminalreporter.write_line(f"{len(cells)} cells: " + ", ".join(f"{n} {o}" for o, n in sorted(counts.items())))
-    terminalreporter.write_line(f"report: {run.writer.dir / 'matrix.md'} (and matrix.json; latest: {run.writer.root / 'latest'})")
+    for line in summary_lines(matrix):
+        terminalreporter.write_line(line)
+    terminalreporter.write_line(f"report: {run.writer.dir / 'report.html'} (and matrix.md, matrix.json; latest: {run.writer.root / 'latest'})")
+
+
+class _XdistController:
+    """Hooks of the xdist controller (registered only when xdist is loaded): workers write into its run."""
+
+    def __init__(self, run: CompatRun) -> None:
+        self.run = run
+
+    def pytest_configure_node(self, node) -> None:
+        node.workerinput["comfy_compat_run_id"] = self.run.run_id
 
 
 @dataclass
 class CompatRun:
-    """The plugin's state for one pytest session; everything heavy starts on the first cell."""
+    """The plugin's state for one pytest session; everything heavy starts on the first cell.
+
+    Under pytest-xdist the controller runs no cell: it names the run, and when the workers are done
+    merges their parts and concludes (verdict, drift, reports). Each worker runs the cells pytest hands
+    it, one at a time: xdist's own scheduling is the concurrency then.
+    """
 
     settings: Settings
+    run_id: str = field(default_factory=new_run_id)
+    worker: str | None = None
     writer: MatrixWriter | None = None
-    _cases: list[Case] | None = None
+    _suite: Suite | None = None
     _endpoints: list[Endpoint] | None = None
+    _verdict_spec: VerdictSpec | None = None
     _engine: Engine | None = None
     _thread: EngineThread | None = None
     _servers: list = field(default_factory=list)
@@ -198,19 +278,33 @@ class CompatRun:
 
     def plan(self) -> tuple[list[Case], list[str]]:
         """The cases and endpoint names to parametrise with; reads and checks every input file."""
-        if self._cases is None:
+        if self._suite is None:
             s = self.settings
-            self._cases = cases_from_workflows(s.workflows) if s.workflows else load_case_files(list(s.cases))
+            self._suite = cases_from_workflows(s.workflows) if s.workflows else load_case_files(list(s.cases))
             endpoints = [parse_endpoint_option(v, i) for i, v in enumerate(s.endpoints)]
             if s.endpoints_file:
                 endpoints += load_endpoints_file(s.endpoints_file)
+                self._verdict_spec = load_verdict_spec(s.endpoints_file)
             for endpoint in endpoints:
                 endpoint.check_secrets()
             self._endpoints = endpoints
         names = [e.name for e in self._endpoints] or [
             name.format(profile=p) for name, _, _ in REFERENCE_ENVELOPES for p in REFERENCE_PROFILES
         ]
-        return self._cases, names
+        migration = self.migration()
+        for role, name in zip(("baseline", "candidate"), migration or (), strict=False):
+            if name not in names:
+                raise ConfigError(f"--{role} {name!r}: no such endpoint (endpoints: {', '.join(names)})")
+        return self._suite.cases, names
+
+    def migration(self) -> tuple[str, str] | None:
+        """(baseline, candidate) when a verdict is asked for, from the flags or the endpoints file."""
+        spec = self._verdict_spec or VerdictSpec()
+        baseline = self.settings.baseline or spec.baseline
+        candidate = self.settings.candidate or spec.candidate
+        if (baseline is None) != (candidate is None):
+            raise ConfigError("a verdict needs both --baseline and --candidate (or both in the endpoints file's verdict:)")
+        return (baseline, candidate) if baseline else None
 
     def schedule(self, cells: list[tuple[Case, str]]) -> None:
         """The cells this session will ask for, after -k/-m selection; they run together."""
@@ -221,20 +315,25 @@ class CompatRun:
             self._start()
             # Every selected cell is submitted at once: the engine's per-endpoint limits pace them, so a
             # run takes as long as its slowest endpoint needs, not the sum of all waits. Tests then
-            # collect their cell in pytest's order.
-            for c, e in self._scheduled:
+            # collect their cell in pytest's order. An xdist worker only knows its cells one at a time.
+            for c, e in self._scheduled if self.worker is None else ():
                 self._running.setdefault((c.id, e), self._thread.submit(self._engine.run_cell(c, e)))
         future = self._running.get((case.id, endpoint_name))
         if future is None:
             future = self._running[(case.id, endpoint_name)] = self._thread.submit(self._engine.run_cell(case, endpoint_name))
         return future.result()
 
+    def start_controller(self) -> None:
+        """The xdist controller's own writer: the run's matrix.json, filled from the workers' parts at the end."""
+        self.writer = MatrixWriter(self.settings.report_dir, self.run_id, repeat=self.settings.repeat)
+
     def _start(self) -> None:
         endpoints = self._endpoints or self._start_reference_endpoints()
-        self.writer = MatrixWriter(self.settings.report_dir)
-        self.writer.plan([case.id for case, _ in self._scheduled])
+        self.writer = MatrixWriter(self.settings.report_dir, self.run_id, part=self.worker, repeat=self.settings.repeat)
+        scheduled = {case.id: case for case, _ in self._scheduled}
+        self.writer.plan(list(scheduled.values()), self._suite.waivers if self._suite else [])
         self._thread = EngineThread()
-        self._engine = Engine(endpoints, self.writer)
+        self._engine = Engine(endpoints, self.writer, repeat=self.settings.repeat, cold_start=self.settings.cold_start)
         self._thread.call(self._engine.start())
 
     def _start_reference_endpoints(self) -> list[Endpoint]:
@@ -251,12 +350,20 @@ class CompatRun:
             ]
         return endpoints
 
-    def finish(self, interrupted: bool) -> None:
+    def finish(self, interrupted: bool) -> dict | None:
+        """Close everything; on the run's own matrix, conclude. Returns the verdict, if one was asked for."""
         if self._engine is not None:
             self._thread.call(self._engine.close())
             self._thread.stop()
-        if self.writer is not None:
-            self.writer.finish("interrupted" if interrupted else "complete")
         for server in reversed(self._servers):
             server.stop()
-
+        if self.writer is None:
+            return None
+        if self.worker is not None:
+            self.writer.finish("interrupted" if interrupted else "complete")
+            return None
+        self.writer.merge_parts()
+        self.writer.finish("interrupted" if interrupted else "complete")
+        return conclude(self.writer, migration=self.migration(), budgets=Budgets.from_dict(
+            (self._verdict_spec or VerdictSpec()).budgets), compare_to=self.settings.compare_to,
+            alluredir=self.settings.alluredir)

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import time
 from pathlib import Path
 
 import aiohttp
 import httpx
+import jsonschema
+import pytest
 
 from harness.reference.testing import reference_endpoint
 
 pytest_plugins = ["pytester"]
 
-__all__ = ["ROOT", "collect_until_done", "load_json", "outcome", "reference_endpoint", "run_provider", "wait_history"]
+__all__ = ["ROOT", "cells", "collect_until_done", "load_json", "matrix", "outcome", "project", "reference_endpoint",
+           "run_provider", "wait_history"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,3 +64,25 @@ def outcome(record):
     from harness.outcomes import Outcome
 
     return record.classification.outcome if record.classification else Outcome.PASSED
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A copy of the project's cases and workflows, run by the installed plugin."""
+    shutil.copytree(ROOT / "cases", pytester.path / "cases")
+    shutil.copytree(ROOT / "workflows", pytester.path / "workflows")
+    shutil.copy(ROOT / "pytest.ini", pytester.path / "pytest.ini")
+    return pytester
+
+
+def matrix(project: pytest.Pytester, run: str = "latest") -> dict:
+    """A run's matrix.json in a pytester project, checked against the schema."""
+    from harness.specfiles import schema
+
+    data = json.loads((project.path / "reports" / run / "matrix.json").read_text())
+    jsonschema.validate(data, schema("matrix"))
+    return data
+
+
+def cells(data: dict) -> dict:
+    return {(c["case"], c["endpoint"]): c for c in data["cells"]}

@@ -22,7 +22,7 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_the_builtin_cases_load_with_their_expectations():
-    cases = {c.id: c for c in load_case_files(sorted((ROOT / "cases").glob("*.yaml")))}
+    cases = {c.id: c for c in load_case_files(sorted((ROOT / "cases").glob("*.yaml"))).cases}
     assert {"smoke_invert", "sdxl_baseline", "denrisi_zimage"} <= set(cases)
     denrisi = cases["denrisi_zimage"]
     assert denrisi.expected_for(Endpoint("stock", "http://x", profile="stock")) is Outcome.MISSING_NODE
@@ -60,7 +60,7 @@ cases:
         - {node: "3", input: cfg, value: 4.5}
         - {class: CLIPTextEncode, input: text, value: same}
 """)
-    wf = load_case_files([path])[0].workflow
+    wf = load_case_files([path]).cases[0].workflow
     assert wf["3"]["inputs"]["seed"] == 7 and wf["3"]["inputs"]["steps"] == 9 and wf["3"]["inputs"]["cfg"] == 4.5
     assert (wf["5"]["inputs"]["width"], wf["5"]["inputs"]["height"]) == (768, 512)
     assert wf["6"]["inputs"]["text"] == "same" and wf["7"]["inputs"]["text"] == "same"
@@ -75,7 +75,7 @@ def test_an_override_that_matches_nothing_is_an_error(tmp_path):
 
 def test_workflows_dir_replays_each_json_expecting_passed(tmp_path):
     (tmp_path / "a.json").write_text((ROOT / "workflows/smoke_invert.json").read_text())
-    [case] = cases_from_workflows(tmp_path)
+    [case] = cases_from_workflows(tmp_path).cases
     assert case.id == "a" and case.expected_for(Endpoint("e", "http://x")) is Outcome.PASSED
 
 

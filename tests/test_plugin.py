@@ -10,32 +10,9 @@ import json
 import shutil
 import time
 
-import jsonschema
 import pytest
 
-from conftest import ROOT
-from harness.specfiles import schema
-
-pytest_plugins = ["pytester"]
-
-
-@pytest.fixture
-def project(pytester: pytest.Pytester) -> pytest.Pytester:
-    """A copy of the project's cases and workflows, run by the installed plugin."""
-    shutil.copytree(ROOT / "cases", pytester.path / "cases")
-    shutil.copytree(ROOT / "workflows", pytester.path / "workflows")
-    shutil.copy(ROOT / "pytest.ini", pytester.path / "pytest.ini")
-    return pytester
-
-
-def matrix(project: pytest.Pytester) -> dict:
-    data = json.loads((project.path / "reports/latest/matrix.json").read_text())
-    jsonschema.validate(data, schema("matrix"))
-    return data
-
-
-def cells(data: dict) -> dict:
-    return {(c["case"], c["endpoint"]): c for c in data["cells"]}
+from conftest import ROOT, cells, matrix
 
 
 def test_default_run_targets_both_reference_profiles(project):

@@ -2,6 +2,9 @@
 
 The file is always complete JSON: a crash or Ctrl-C mid-run leaves the cells finished so far, with
 ``run.status`` still ``running`` (or ``interrupted``), and ``reports/latest`` already points at it.
+
+Under pytest-xdist each worker writes its own part (``parts/<worker>.json``) into the run directory
+the controller named, and the controller merges the parts into the one matrix.json when all are done.
 """
 
 from __future__ import annotations
@@ -12,11 +15,18 @@ import os
 import threading
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from harness.cells import Cell
 from harness.endpoints import Endpoint
 from harness.outcomes import Outcome
+from harness.report.html import render_html
 from harness.report.markdown import render_markdown
+from harness.stats import endpoint_costs
+
+if TYPE_CHECKING:
+    from harness.cases import Case
+    from harness.verdict import Waiver
 
 __all__ = ["SCHEMA_VERSION", "MatrixWriter", "harness_version", "new_run_id"]
 
@@ -42,26 +52,33 @@ def new_run_id() -> str:
 class MatrixWriter:
     """Collects endpoints and cells of one run and keeps ``reports/<run-id>/`` current on disk."""
 
-    def __init__(self, report_root: Path, run_id: str | None = None) -> None:
+    def __init__(self, report_root: Path, run_id: str | None = None, *, part: str | None = None, repeat: int = 1) -> None:
         self.run_id = run_id or new_run_id()
         self.root = Path(report_root)
         self.dir = self.root / self.run_id
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.part = part
+        """The xdist worker this writer belongs to; None for the run's own matrix."""
         self._lock = threading.Lock()
         self.matrix: dict = {
             "schema_version": SCHEMA_VERSION,
             "run": {"id": self.run_id, "started": _now(), "finished": None, "status": "running",
-                    "harness_version": harness_version()},
+                    "harness_version": harness_version(), "repeat": repeat, "compare_to": None},
             "outcomes": {
                 o.value: {"meaning": o.info.meaning, "hint": o.info.hint,
                           "disposition": o.disposition.value, "retryable": o.retryable}
                 for o in Outcome
             },
             "cases": [],
+            "case_details": {},
+            "waivers": [],
             "endpoints": [],
             "cells": [],
+            "verdict": None,
+            "drift": None,
         }
-        self._point_latest()
+        if part is None:
+            self._point_latest()
         self._write()
 
     def cell_dir(self, case: str, endpoint: str) -> Path:
@@ -69,17 +86,27 @@ class MatrixWriter:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def plan(self, case_ids: list[str]) -> None:
-        """The run's case ids in the order they were planned: the matrix's row order."""
+    def plan(self, cases: list[Case], waivers: list[Waiver] = ()) -> None:
+        """The run's cases in the order they were planned (the matrix's row order) and the waivers."""
         with self._lock:
-            self.matrix["cases"] = list(dict.fromkeys(case_ids))
+            self.matrix["cases"] = list(dict.fromkeys(case.id for case in cases))
+            self.matrix["case_details"] = {case.id: case.details() for case in cases}
+            self.matrix["waivers"] = [w.to_dict() for w in waivers]
             self._write()
 
-    def add_endpoint(self, endpoint: Endpoint, provenance: dict | None, catalogue_source: str | None) -> None:
+    def add_endpoint(self, endpoint: Endpoint, provenance: dict | None, catalogue_source: str | None,
+                     fingerprint: dict | None = None) -> None:
+        """Record an endpoint and, when it gave one, its fingerprint (``fingerprints/<name>.json``)."""
+        fingerprint_file = None
+        if fingerprint is not None:
+            fingerprint_file = f"fingerprints/{_safe(endpoint.name)}.json"
+            (self.dir / "fingerprints").mkdir(exist_ok=True)
+            _atomic_write(self.dir / fingerprint_file, json.dumps(fingerprint, sort_keys=True))
         with self._lock:
             self.matrix["endpoints"].append({
                 "name": endpoint.name, "kind": endpoint.kind, "url": endpoint.public_url,
                 "profile": endpoint.profile, "provenance": provenance, "catalogue": catalogue_source,
+                "fingerprint": fingerprint_file, "price_per_gpu_hour": endpoint.price_per_gpu_hour, "cost": None,
             })
             self._write()
 
@@ -88,15 +115,65 @@ class MatrixWriter:
             self.matrix["cells"].append(cell.to_dict())
             self._write()
 
+    def update(self, **sections: Any) -> None:
+        """Set top-level sections computed from the cells (``verdict``, ``drift``) and rewrite."""
+        with self._lock:
+            self.matrix.update(sections)
+            self._write()
+
     def finish(self, status: str = "complete") -> Path:
         with self._lock:
             self.matrix["run"].update(finished=_now(), status=status)
+            _in_plan_order(self.matrix)
             self._write()
         return self.dir
 
+    def merge_parts(self) -> int:
+        """Fold the xdist workers' parts into this matrix (cells in plan order); how many parts there were."""
+        parts = sorted((self.dir / "parts").glob("*.json"))
+        with self._lock:
+            for path in parts:
+                part = json.loads(path.read_text(encoding="utf-8"))
+                for key in ("cases", "case_details", "waivers", "endpoints"):
+                    if not self.matrix[key]:
+                        self.matrix[key] = part[key]
+                self.matrix["cells"] += part["cells"]
+            _in_plan_order(self.matrix)
+            self._write()
+        return len(parts)
+
+    @classmethod
+    def reopen(cls, run_dir: Path) -> MatrixWriter:
+        """A writer over a finished run, to add a verdict or drift to it or re-render its reports."""
+        from harness.drift import load_run
+
+        run_dir = Path(run_dir).resolve()
+        writer = cls.__new__(cls)
+        writer.matrix = load_run(run_dir)
+        writer.run_id, writer.root, writer.dir, writer.part = writer.matrix["run"]["id"], run_dir.parent, run_dir, None
+        writer._lock = threading.Lock()
+        return writer
+
+    def render(self, *, html: bool = True, markdown: bool = True) -> list[Path]:
+        """Write the human renderings of the matrix; the paths written."""
+        written = []
+        for wanted, name, render in ((markdown, "matrix.md", render_markdown), (html, "report.html", render_html)):
+            if wanted:
+                _atomic_write(self.dir / name, render(self.matrix))
+                written.append(self.dir / name)
+        return written
+
     def _write(self) -> None:
+        if self.part is not None:
+            (self.dir / "parts").mkdir(exist_ok=True)
+            _atomic_write(self.dir / "parts" / f"{self.part}.json", json.dumps(self.matrix, default=str))
+            return
+        for cost in endpoint_costs(self.matrix["cells"]):
+            entry = next((e for e in self.matrix["endpoints"] if e["name"] == cost["endpoint"]), None)
+            if entry is not None:
+                entry["cost"] = cost["cost"]
         _atomic_write(self.dir / "matrix.json", json.dumps(self.matrix, indent=2, default=str))
-        _atomic_write(self.dir / "matrix.md", render_markdown(self.matrix))
+        self.render()
 
     def _point_latest(self) -> None:
         latest = self.root / "latest"
@@ -105,6 +182,13 @@ class MatrixWriter:
         elif latest.exists():
             return  # a real directory someone made: leave it alone rather than delete their files
         latest.symlink_to(self.run_id, target_is_directory=True)
+
+
+def _in_plan_order(matrix: dict) -> None:
+    """Cells sorted by case (plan order) then endpoint (column order), whatever order they finished in."""
+    rows = {case: i for i, case in enumerate(matrix["cases"])}
+    columns = {e["name"]: i for i, e in enumerate(matrix["endpoints"])}
+    matrix["cells"].sort(key=lambda c: (rows.get(c["case"], len(rows)), columns.get(c["endpoint"], len(columns))))
 
 
 def _safe(name: str) -> str:

@@ -1,0 +1,80 @@
+"""What a finished run concludes: the go/no-go verdict, drift against an earlier run, and where they are
+published (matrix.json and its renderings, $GITHUB_STEP_SUMMARY, Allure's metadata).
+
+The pytest plugin calls ``conclude`` when a run ends; the CLI's ``verdict`` and ``diff`` call the same
+functions on a run directory, so both decide the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from harness.drift import compare_runs, previous_run
+from harness.errors import ConfigError
+from harness.report.matrix import MatrixWriter
+from harness.verdict import Budgets, Waiver, decide, undecidable
+
+__all__ = ["conclude", "drift_against", "summary_lines", "verdict_of"]
+
+
+def verdict_of(matrix: Mapping[str, Any], baseline: str, candidate: str, budgets: Budgets = Budgets(),
+               today: dt.date | None = None) -> dict[str, Any]:
+    """The run's verdict with the waivers it recorded; a run that cannot be judged is UNDECIDABLE, not an error."""
+    try:
+        return decide(matrix, baseline, candidate, waivers=[Waiver.from_dict(w) for w in matrix.get("waivers", [])],
+                      budgets=budgets, today=today)
+    except ConfigError as exc:
+        return undecidable(baseline, candidate, str(exc))
+
+
+def drift_against(writer: MatrixWriter, compare_to: str) -> dict[str, Any] | None:
+    """Drift from ``compare_to`` (a run directory, or ``previous``) to the writer's run; None without a previous run."""
+    old = previous_run(writer.root, writer.run_id) if compare_to == "previous" else Path(compare_to)
+    if old is None:
+        return None
+    writer.matrix["run"]["compare_to"] = str(old)
+    return compare_runs(old, writer.matrix, writer.dir)
+
+
+def conclude(writer: MatrixWriter, *, migration: tuple[str, str] | None, budgets: Budgets = Budgets(),
+             compare_to: str | None = None, alluredir: str | None = None) -> dict[str, Any] | None:
+    """Add the verdict and drift to the run's matrix and publish it; returns the verdict, if asked for."""
+    from harness.report.allure_meta import write_allure_metadata
+    from harness.report.markdown import step_summary
+
+    sections: dict[str, Any] = {}
+    if migration is not None:
+        sections["verdict"] = verdict_of(writer.matrix, *migration, budgets=budgets)
+    if compare_to is not None:
+        sections["drift"] = drift_against(writer, compare_to)
+    writer.update(**sections)
+    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary_file:
+        with open(summary_file, "a", encoding="utf-8") as out:
+            out.write(step_summary(writer.matrix) + "\n")
+    if alluredir:
+        write_allure_metadata(writer.matrix, Path(alluredir))
+    return sections.get("verdict")
+
+
+def summary_lines(matrix: Mapping[str, Any]) -> list[str]:
+    """The verdict and drift in a few terminal lines."""
+    lines: list[str] = []
+    verdict = matrix.get("verdict")
+    if verdict:
+        lines.append(f"verdict: {verdict['summary']} (exit {verdict['exit_code']})")
+        for blocker in verdict["blockers"]:
+            lines.append(f"  blocks: {blocker['case']}: {blocker['candidate_outcome']} — {blocker['message']}")
+            lines += [f"    remedy: {r['text']}" for r in blocker["remedies"]]
+        lines += [f"  undecided: {u['case']}: {u['reason']}" for u in verdict["undecided"]]
+        lines += [f"  waived: {w['case']} on {w['endpoint']} until {w['expires']}: {w['reason']}" for w in verdict["waived"]]
+    drift = matrix.get("drift")
+    if drift:
+        cells = drift["cells"]
+        counts = ", ".join(f"{len(cells[k])} {k.replace('_', ' ')}" for k in ("new_failures", "fixed", "inherited_failures", "changed"))
+        lines.append(f"drift vs {drift['compared_to']['run']}: {counts}")
+    return lines
