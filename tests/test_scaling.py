@@ -1,0 +1,87 @@
+"""Repeats and scale, end to end: a 100-repeat run against a reference endpoint with injected failures
+reports an interval containing the injected rate with latency and cost figures; ``pytest -n 2`` gives
+the same matrix as one process; ``--cold-start`` times the endpoint's first request apart."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import cells, matrix
+from harness.reference.profile import Injection, Latency, Profile
+from harness.reference.server import ReferenceServer
+from harness.stats import wilson_interval
+
+RATE_LIMITED, EXECUTION_ERROR = 0.03, 0.01
+
+
+@pytest.fixture
+def flaky_endpoint():
+    """The stock profile behind a proxy refusing 3% of submissions with 429 and 1% of prompts failing."""
+    profile = Profile.builtin("stock").replace(
+        inject=Injection(rate_limited=RATE_LIMITED, execution_error=EXECUTION_ERROR), seed=7, capacity=8,
+        latency=Latency("lognormal", 0.02, 0.01))
+    server = ReferenceServer(profile).start()
+    yield server.url
+    server.stop()
+
+
+def test_a_100_repeat_run_reports_the_injected_rates_latency_and_cost(project, flaky_endpoint):
+    (project.path / "endpoints.yaml").write_text(
+        f"endpoints:\n  flaky:\n    url: {flaky_endpoint}\n    max_concurrency: 8\n    price_per_gpu_hour: 2.5\n")
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", "-k", "smoke", "--endpoints-file=endpoints.yaml", "--repeat=100")
+    result.assert_outcomes(passed=1)  # the typical outcome of the cell is still `passed`
+    data = matrix(project)
+    assert data["run"]["repeat"] == 100
+    cell = cells(data)[("smoke_invert", "flaky")]
+    stats = cell["stats"]
+    assert stats["attempts"] == len(cell["attempts"]) == 100
+    assert sum(stats["histogram"].values()) == 100 and set(stats["histogram"]) <= {"passed", "rate_limited", "execution_error"}
+    assert stats["histogram"].get("rate_limited", 0) >= 1 and stats["histogram"].get("execution_error", 0) >= 1
+    expected_success = (1 - RATE_LIMITED) * (1 - EXECUTION_ERROR)
+    lo, hi = stats["wilson95"]
+    assert lo <= expected_success <= hi
+    for outcome, rate in (("rate_limited", RATE_LIMITED), ("execution_error", EXECUTION_ERROR * (1 - RATE_LIMITED))):
+        low, high = wilson_interval(stats["histogram"].get(outcome, 0), 100)
+        assert low <= rate <= high, outcome
+    latency = stats["latency"]
+    assert 0 < latency["total"]["p50"] <= latency["total"]["p95"] <= latency["total"]["max"]
+    assert latency["execution"]["p50"] > 0 and latency["queue"] is not None
+    cost = cell["cost"]
+    assert cost["images"] == stats["passed"] and cost["per_image"] == pytest.approx(cost["billed_seconds"] * 2.5 / 3600 / cost["images"])
+    assert data["endpoints"][0]["cost"]["per_1000_images"] == pytest.approx(cost["per_1000_images"])
+    md = (project.path / "reports/latest/matrix.md").read_text()
+    assert "$/image" in md and "p95" in md
+
+
+def projection(data: dict) -> list[tuple]:
+    """What a run found, without what differs between two runs of it (times, ids, ports)."""
+    return [(c["case"], c["endpoint"], c["outcome"], c["expected"], c["ok"], c["predicted"], c["partial"],
+             tuple(c["evidence"].get("missing_classes", ())), tuple((i.get("width"), i.get("height")) for i in c["images"]))
+            for c in data["cells"]]
+
+
+def test_xdist_workers_write_one_matrix_equal_to_a_single_process_run(project):
+    project.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=18)
+    single = matrix(project)
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2")
+    result.assert_outcomes(passed=18)
+    merged = matrix(project)
+    assert merged["run"]["id"] != single["run"]["id"] and merged["run"]["status"] == "complete"
+    assert sorted((project.path / "reports/latest/parts").glob("*.json")) != []  # the workers' parts were merged
+    assert merged["cases"] == single["cases"]
+    assert [e["name"] for e in merged["endpoints"]] == [e["name"] for e in single["endpoints"]]
+    assert projection(merged) == projection(single)
+    result.stdout.fnmatch_lines(["18 cells: 2 missing_node, 15 passed, 1 server_error"])
+
+
+def test_cold_start_waits_the_idle_period_and_times_the_first_request_apart(project, reference_endpoint):
+    url = reference_endpoint().url
+    (project.path / "endpoints.yaml").write_text(
+        f"endpoints:\n  ref:\n    url: {url}\n    cold_start: {{idle: 0.5}}\n")
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", "-k", "smoke", "--endpoints-file=endpoints.yaml",
+                                          "--repeat=4", "--cold-start")
+    result.assert_outcomes(passed=1)
+    stats = cells(matrix(project))[("smoke_invert", "ref")]["stats"]
+    first, *rest = cells(matrix(project))[("smoke_invert", "ref")]["attempts"]
+    assert first["cold"] and not any(a["cold"] for a in rest)
+    assert stats["cold"] == first["timings"] and stats["warm"]["max"] <= stats["latency"]["total"]["max"]
