@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from harness.cases import cases_from_workflows, load_case_files
-from harness.endpoints import Endpoint, load_endpoints_file, parse_endpoint_option
+from harness.endpoints import Endpoint, load_endpoints_file, load_verdict_spec, parse_endpoint_option
+from harness.engine import PROVIDERS
 from harness.errors import ConfigError, SecretMissing, WorkflowError
 from harness.outcomes import Outcome
 from harness.workflows import load_workflow
@@ -103,6 +104,34 @@ endpoints:
     monkeypatch.setenv("COMFY_TEST_KEY", "s3cret")
     assert endpoint.resolved_headers() == {"Authorization": "Bearer s3cret"}
     assert endpoint.shell_headers() == {"Authorization": "Bearer $COMFY_TEST_KEY"}
+
+
+def test_the_example_endpoints_file_covers_every_kind_and_a_verdict():
+    path = ROOT / "examples/endpoints.yaml"
+    endpoints = {e.name: e for e in load_endpoints_file(path)}
+    assert {e.kind for e in endpoints.values()} == set(PROVIDERS)
+    assert endpoints["runpod"].price_per_gpu_hour == 2.72 and endpoints["runpod"].cold_start_idle == 330
+    spec = load_verdict_spec(path)
+    assert (spec.baseline, spec.candidate, spec.budgets["success_rate"]) == ("prod", "runpod", 0.98)
+
+
+def test_a_verdict_naming_an_unknown_endpoint_is_one_line(tmp_path):
+    path = write(tmp_path / "endpoints.yaml", "endpoints:\n  a: {url: 'http://a'}\nverdict: {baseline: a, candidate: b}\n")
+    with pytest.raises(ConfigError, match=r"endpoints\.yaml: \$\.verdict\.candidate: 'b' is not one of the endpoints \(a\)"):
+        load_verdict_spec(path)
+
+
+def test_a_waiver_without_a_date_or_for_an_unknown_case_is_one_line(tmp_path):
+    case = "cases:\n  - {id: smoke, workflow: %s}\n" % (ROOT / "workflows/smoke_invert.json")
+    path = write(tmp_path / "c.yaml", case + "waivers:\n  - {case: smoke, endpoint: x, reason: r, expires: soon}\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: \$\.waivers\[0\]\.expires: expected a date YYYY-MM-DD, got 'soon'"):
+        load_case_files([path])
+    path = write(tmp_path / "c.yaml", case + "waivers:\n  - {case: smokey, endpoint: x, reason: r, expires: 2026-12-01}\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: \$\.waivers\[0\]\.case: no case 'smokey'"):
+        load_case_files([path])
+    path = write(tmp_path / "c.yaml", case + "waivers:\n  - {case: smoke, endpoint: x, reason: r, expires: 2026-12-01}\n")
+    [waiver] = load_case_files([path]).waivers
+    assert waiver.expires.isoformat() == "2026-12-01"
 
 
 def test_endpoints_file_errors_are_one_line(tmp_path):
