@@ -84,6 +84,8 @@ class Evidence:
     """The last frames of an execution traceback (the node's own code), never the inputs."""
     http_status: int | None = None
     hint: str = ""
+    retry_after: str | None = None
+    """A refusal's ``Retry-After`` header as sent (seconds or an HTTP date): when to come back."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON for matrix.json; always the same keys, in this order."""
@@ -100,6 +102,7 @@ class Evidence:
             "traceback": list(self.traceback),
             "http_status": self.http_status,
             "hint": self.hint,
+            "retry_after": self.retry_after,
         }
 
     def canonical_message(self) -> str:
@@ -129,6 +132,8 @@ class Classification:
     partial: bool = False
     """Accepted with node_errors: only the outputs that validated ran."""
     evidence: Evidence = field(default_factory=Evidence)
+    hidden: bool = False
+    """The provider withheld ComfyUI's reason; the endpoint's catalogue may still prove it (see engine)."""
 
     def group_key(self) -> tuple[str, str, str]:
         """(outcome code, node type, canonical message): cells with one key fail the same way."""

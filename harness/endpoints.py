@@ -52,6 +52,9 @@ class Endpoint:
     ``images``); every field left out is that of modal-examples' comfyapp."""
     price_per_gpu_hour: float | None = None
     """What one GPU-hour of this endpoint costs; with it, cells show cost per image."""
+    object_info: Path | None = None
+    """A saved ``/object_info`` of the endpoint's image, for endpoints that do not serve one (RunPod,
+    Vast, Modal): the preflight forecasts cells from it and recovers a missing class a provider hides."""
     cold_start_idle: float = 300.0
     """Seconds without requests after which the endpoint has scaled to zero (``--cold-start`` waits this long)."""
 
@@ -111,10 +114,20 @@ def load_endpoints_file(path: str | Path) -> list[Endpoint]:
             flavour=spec.get("flavour", "platform"),
             request=spec.get("request"),
             price_per_gpu_hour=spec.get("price_per_gpu_hour"),
+            object_info=_relative(path, spec.get("object_info")),
             cold_start_idle=spec.get("cold_start", {}).get("idle", Endpoint.cold_start_idle),
         )
         for name, spec in data["endpoints"].items()
     ]
+
+
+def _relative(endpoints_file: str | Path, value: str | None) -> Path | None:
+    if value is None:
+        return None
+    path = Path(endpoints_file).parent / value
+    if not path.is_file():
+        raise ConfigError(f"{endpoints_file}: object_info: no such file {path}")
+    return path
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import json
 import threading
 import time
@@ -111,7 +112,7 @@ class Engine:
         body_file.write_text(json.dumps(provider.request_body(case.workflow), indent=2), encoding="utf-8")
         catalogue = self.catalogues.get(endpoint_name)
         prediction = preflight(case.workflow, catalogue) if catalogue is not None else None
-        runs = await asyncio.gather(*(self._attempt(case, endpoint_name, cell_dir, index)
+        runs = await asyncio.gather(*(self._attempt(case, endpoint_name, cell_dir, index, prediction)
                                       for index in range(case.repeat or self.repeat)))
         attempts = [attempt for attempt, _, _ in runs]
         typical = typical_outcome(attempts)
@@ -137,14 +138,15 @@ class Engine:
         self.writer.add_cell(cell)
         return cell
 
-    async def _attempt(self, case: Case, endpoint_name: str, cell_dir: Path, index: int) -> tuple[Attempt, RunRecord, Classification | None]:
+    async def _attempt(self, case: Case, endpoint_name: str, cell_dir: Path, index: int,
+                       prediction: Classification | None) -> tuple[Attempt, RunRecord, Classification | None]:
         endpoint = self.endpoints[endpoint_name]
         # The first attempt's outputs sit where a single-attempt cell keeps them; repeats get a folder each.
         outputs = cell_dir / "outputs" / (f"attempt-{index:03d}" if index else "")
         budget = case.timeout or (endpoint.timeouts.queue + endpoint.timeouts.execution)
         async with self._slot(endpoint_name) as cold:
             record = await self.providers[endpoint_name].run(case.workflow, deadline=time.monotonic() + budget, outputs_dir=outputs)
-        verdict = record.classification or check_outputs(record.images, case.outputs)
+        verdict = _recover_hidden(record.classification, prediction) or check_outputs(record.images, case.outputs)
         attempt = Attempt(
             outcome=verdict.outcome if verdict else Outcome.PASSED,
             timings=record.timings,
@@ -178,6 +180,17 @@ class Engine:
             yield False
 
 
+def _recover_hidden(verdict: Classification | None, prediction: Classification | None) -> Classification | None:
+    """A provider that hid ComfyUI's reason, on an endpoint whose catalogue lacks a class of the workflow:
+    the class is what ComfyUI refused (the hidden reasons are a missing class, no output node or a node
+    without class_type, and the preflight checks the latter two too)."""
+    if verdict is None or not verdict.hidden or prediction is None or prediction.outcome is not Outcome.MISSING_NODE:
+        return verdict
+    message = f"{prediction.evidence.message} (the provider hid ComfyUI's reason; the endpoint's catalogue proves it)"
+    return dataclasses.replace(prediction, evidence=dataclasses.replace(prediction.evidence, message=message,
+                                                                          http_status=verdict.evidence.http_status))
+
+
 def _discard_passed_outputs(runs: list[tuple[Attempt, RunRecord, Classification | None]], keep: RunRecord) -> None:
     """Repeats' outputs go once checked, except the cell's own and failures' (they are evidence)."""
     for attempt, record, _ in runs:
@@ -198,7 +211,8 @@ def _evidence(verdict: Classification | None, prediction: Classification | None)
     if verdict.outcome is Outcome.MISSING_NODE and prediction is not None and prediction.outcome is Outcome.MISSING_NODE:
         predicted = prediction.evidence.to_dict()
         for key in ("missing_classes", "packages", "message"):
-            if predicted.get(key):
+            # A message recovered from the catalogue already starts with the prediction's and says so.
+            if predicted.get(key) and not (key == "message" and evidence[key].startswith(predicted[key])):
                 evidence[key] = predicted[key]
     return evidence
 

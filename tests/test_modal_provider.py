@@ -131,15 +131,15 @@ async def test_a_client_that_posts_the_redirect_again_gets_the_result(reference_
 
 @pytest.fixture
 async def stub_app():
-    """A custom Modal app whose replies a test sets: ``replies[path] = (status, body bytes, content type)``."""
+    """A custom Modal app whose replies a test sets: ``replies[path] = (status, body bytes, content type[, headers])``."""
     replies: dict[str, tuple[int, bytes, str]] = {}
     received: list[object] = []
 
     async def answer(request: web.Request) -> web.Response:
         if request.method == "POST":
             received.append(await request.json())
-        status, body, content_type = replies[request.path]
-        return web.Response(status=status, body=body, content_type=content_type)
+        status, body, content_type, *headers = replies[request.path]
+        return web.Response(status=status, body=body, content_type=content_type, headers=headers[0] if headers else None)
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", answer)
@@ -177,6 +177,13 @@ async def test_replies_without_an_image(stub_app, tmp_path, reply, request_, exp
     url, replies, _ = stub_app
     replies["/"] = reply
     assert outcome(await run(url, SDXL, tmp_path, request=request_)) is expected
+
+
+async def test_a_429_carries_its_retry_after(stub_app, tmp_path):
+    url, replies, _ = stub_app
+    replies["/"] = (429, b"slow down", "text/plain", {"Retry-After": "30"})
+    evidence = (await run(url, SDXL, tmp_path)).classification.evidence
+    assert (evidence.retry_after, evidence.http_status) == ("30", 429) and evidence.message.endswith("(Retry-After: 30)")
 
 
 def test_request_settings_are_schema_checked(tmp_path):

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import shutil
 from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import load_json, outcome, run_provider
+from conftest import ROOT, load_json, matrix, outcome, run_provider
 from harness.outcomes import Outcome
 from harness.providers.vast import classify_result
 from harness.reference.profile import FailureRule, Profile
@@ -229,3 +230,17 @@ async def test_a_bad_signature_is_an_empty_401(reference_endpoint):
         body = {**data["request"]["json"], "auth_data": {**data["request"]["json"]["auth_data"], "url": route["url"]}}
         response = await client.post("/vast/worker/generate/sync", json=body)
     assert (response.status_code, response.content) == (401, b"")
+
+
+def test_a_saved_object_info_recovers_the_missing_class_the_wrapper_hides(project, reference_endpoint):
+    """ "ComfyUI node errors: {}" says nothing; the endpoint's saved catalogue proves which class is absent."""
+    url = reference_endpoint("stock").url
+    shutil.copy(ROOT / "fixtures/object_info/stock.json", project.path / "stock-object_info.json")
+    (project.path / "endpoints.yaml").write_text(
+        f"endpoints:\n  vast:\n    kind: vast\n    url: {url}/vast/stock\n    object_info: stock-object_info.json\n")
+    project.runpytest_subprocess("-p", "no:cacheprovider", "-k", "denrisi", "--endpoints-file=endpoints.yaml")
+    [cell] = matrix(project)["cells"]
+    assert (cell["outcome"], cell["predicted"]) == ("missing_node", "missing_node")
+    assert set(cell["evidence"]["missing_classes"]) == {"ClownsharKSampler_Beta", "Sigmas Rescale", "FluxResolutionNode"}
+    assert cell["evidence"]["message"].endswith("(the provider hid ComfyUI's reason; the endpoint's catalogue proves it)")
+    assert cell["evidence"]["http_status"] == 500

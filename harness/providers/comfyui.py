@@ -32,6 +32,7 @@ from harness.providers.base import (
     failure,
     inspect_image,
     transport_failures,
+    with_retry_after,
 )
 
 __all__ = ["ComfyUIProvider"]
@@ -177,7 +178,7 @@ def _read_submission(response: httpx.Response) -> tuple[Classification | None, s
         body: Any = response.json()
     except ValueError:
         body = response.text
-    verdict = classify_prompt_response(response.status_code, body)
+    verdict = with_retry_after(classify_prompt_response(response.status_code, body), response)
     if response.status_code != 200 or not isinstance(body, dict) or "prompt_id" not in body:
         return verdict or failure(Outcome.PROTOCOL_ERROR, f"POST /prompt answered {response.status_code} without a prompt_id", http_status=response.status_code), "", None
     # A 200 with node_errors ran only some outputs: classified by its node_errors, never passed.

@@ -50,6 +50,7 @@ from harness.providers.base import (
     failure,
     inspect_image,
     transport_failures,
+    with_retry_after,
 )
 
 __all__ = ["VastProvider", "classify_result"]
@@ -140,7 +141,7 @@ class VastProvider(BaseProvider):
             if status in (401, 403):
                 raise TransportFailure(failure(Outcome.AUTH_ERROR, f"HTTP {status} from POST /route/: the route service refused the API key", http_status=status))
             if status == 429:
-                raise TransportFailure(failure(Outcome.RATE_LIMITED, "HTTP 429 from POST /route/", http_status=status))
+                raise TransportFailure(with_retry_after(failure(Outcome.RATE_LIMITED, "HTTP 429 from POST /route/", http_status=status), response))
             try:
                 body = response.json()
             except ValueError:
@@ -164,7 +165,7 @@ class VastProvider(BaseProvider):
         except ValueError:
             result = None
         result = result if isinstance(result, Mapping) else {}
-        verdict = classify_result(response.status_code, result, response.text)
+        verdict = with_retry_after(classify_result(response.status_code, result, response.text), response)
         if verdict is not None:
             return verdict, [], result
         outputs = result.get("output") if isinstance(result.get("output"), list) else []
@@ -233,7 +234,7 @@ def _classify_message(message: str) -> Classification:
         except ValueError:
             node_errors = None
         if node_errors == {}:
-            return Classification(Outcome.SERVER_ERROR, False, Evidence(message=_HIDDEN, hint=_HIDDEN_HINT))
+            return Classification(Outcome.SERVER_ERROR, False, Evidence(message=_HIDDEN, hint=_HIDDEN_HINT), hidden=True)
         if isinstance(node_errors, Mapping):
             body = {"error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation"}, "node_errors": node_errors}
             return classify_prompt_response(400, body) or failure(Outcome.PROTOCOL_ERROR, message)
