@@ -101,14 +101,12 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _drift_lines(drift: dict) -> list[str]:
+    from harness.drift import endpoint_change_lines
+
     lines = [f"  {kind.replace('_', ' ')}: {c['case']} on {c['endpoint']}: {c['previous'] or 'not run'} -> {c['outcome']}"
              for kind in ("new_failures", "fixed", "changed") for c in drift["cells"][kind]]
     for name, changes in drift["endpoints"].items():
-        for key in ("classes_appeared", "classes_disappeared"):
-            if changes.get(key):
-                lines.append(f"  {name}: {key.replace('_', ' ')}: {', '.join(changes[key])}")
-        lines += [f"  {name}: class changed: {c['class']}" for c in changes.get("classes_changed", [])]
-        lines += [f"  {name}: models removed from {folder}: {', '.join(files)}" for folder, files in changes.get("models_removed", {}).items()]
+        lines += [f"  {name}: {label}: {', '.join(items)}" for label, items in endpoint_change_lines(changes)]
     return lines
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "compare_cells",
     "compare_fingerprints",
     "compare_runs",
+    "endpoint_change_lines",
     "load_run",
     "previous_run",
 ]
@@ -273,3 +274,28 @@ def compare_runs(old_dir: str | Path, new_matrix: dict, new_dir: str | Path, old
         "cells": compare_cells(old_matrix, new_matrix),
         "endpoints": endpoints,
     }
+
+
+# ------------------------------------------------------------------------------------------ reading
+
+
+def endpoint_change_lines(changes: dict) -> list[tuple[str, list[str]]]:
+    """An endpoint's drift as (label, items) pairs in reading order: what every rendering shows."""
+    lines: list[tuple[str, list[str]]] = []
+    for key in ("classes_appeared", "classes_disappeared"):
+        if changes.get(key):
+            lines.append((key.replace("_", " "), list(changes[key])))
+    for changed in changes.get("classes_changed") or []:
+        details = changed.get("details") or {}
+        items = [f"+{name}" for name in changed.get("inputs_added") or []]
+        items += [f"-{name}" for name in changed.get("inputs_removed") or []]
+        items += [f"{name}: {details[name]}" if name in details else name for name in changed.get("inputs_changed") or []]
+        lines.append((f"class {changed.get('class')} changed", items))
+    for key, label in (("models_removed", "models removed from"), ("models_added", "models added to")):
+        lines += [(f"{label} {folder}", list(files)) for folder, files in (changes.get(key) or {}).items()]
+    for key, pair in (changes.get("system_changed") or {}).items():
+        old, new = (list(pair) + [None, None])[:2] if isinstance(pair, (list, tuple)) else (None, pair)
+        lines.append((key, [f"{old} → {new}"]))
+    if changes.get("note"):
+        lines.append(("note", [changes["note"]]))
+    return lines

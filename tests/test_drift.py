@@ -154,3 +154,19 @@ def test_load_run_through_latest_and_previous_run(tmp_path):
     os.symlink(current, tmp_path / "latest", target_is_directory=True)  # as once the current run starts
     with pytest.raises(ConfigError, match="this run's own directory"):
         compare_runs(tmp_path / "latest", matrix(current, [], []), tmp_path / current)
+
+
+def test_change_lines_read_in_order_with_details_and_notes():
+    from harness.drift import endpoint_change_lines
+
+    changes = {"classes_appeared": ["A"], "classes_disappeared": [], "models_removed": {"vae": ["ae.safetensors"]},
+               "classes_changed": [{"class": "KSampler", "inputs_added": ["x"], "inputs_removed": ["y"], "inputs_changed": ["sampler_name"],
+                                    "details": {"sampler_name": "options added: res_2m"}}],
+               "system_changed": {"comfyui_version": ["0.3.63", "0.3.64"]}, "note": "no system_stats in this run"}
+    assert endpoint_change_lines(changes) == [
+        ("classes appeared", ["A"]),
+        ("class KSampler changed", ["+x", "-y", "sampler_name: options added: res_2m"]),
+        ("models removed from vae", ["ae.safetensors"]),
+        ("comfyui_version", ["0.3.63 → 0.3.64"]),
+        ("note", ["no system_stats in this run"]),
+    ]

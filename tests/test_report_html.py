@@ -239,8 +239,8 @@ def test_drift_section(seed_matrix):
     assert "New failures (1)" in drift and "Fixed (1)" in drift and "Inherited failures (1)" in drift
     assert "<b>smoke_invert</b> on vast-custom: passed → " in drift
     assert "<code>ImageBlur</code>" in drift and "<code>FluxResolutionNode</code>" in drift
-    assert "<code>KSampler</code>: + noise_mode; changed sampler_name" in drift
-    assert "<code>gone_lora.safetensors</code>" in drift and "models removed (loras)" in drift
+    assert "<th>class KSampler changed</th><td><code>+noise_mode</code>, <code>sampler_name</code>" in drift
+    assert "<th>models removed from loras</th><td><code>gone_lora.safetensors</code>" in drift
     assert "<code>new_model.safetensors</code>" in drift
     assert "0.3.63 → 0.3.64" in drift
     assert "<h3>Endpoint custom</h3><p>no change</p>" in drift

@@ -71,10 +71,10 @@ def test_drift_section(seed_matrix):
     assert "Fixed:\n\n- sdxl_baseline on custom: missing_model → passed" in drift
     assert "Inherited failures:\n\n- denrisi_zimage on stock: missing_node → missing_node" in drift
     assert "- classes appeared: `ImageBlur`" in drift and "- classes disappeared: `FluxResolutionNode`" in drift
-    assert "- class `KSampler` changed: inputs added noise_mode; inputs changed sampler_name" in drift
-    assert "- models removed from `loras`: `gone_lora.safetensors`" in drift
-    assert "- models added from `checkpoints`: `new_model.safetensors`" in drift
-    assert "- comfyui_version: 0.3.63 → 0.3.64" in drift
+    assert "- class KSampler changed: `+noise_mode`, `sampler_name`" in drift
+    assert "- models removed from loras: `gone_lora.safetensors`" in drift
+    assert "- models added to checkpoints: `new_model.safetensors`" in drift
+    assert "- comfyui_version: `0.3.63 → 0.3.64`" in drift
     assert "Endpoint **custom**: no change" in drift
 
 

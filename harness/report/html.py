@@ -18,6 +18,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from harness.drift import endpoint_change_lines
+
 __all__ = ["render_html", "cell_anchor"]
 
 _BADGE = {"passed": "✔", "product": "✖", "infra": "⚠"}
@@ -276,25 +278,8 @@ def _drift(drift: Mapping[str, Any] | None) -> str:
 
 
 def _endpoint_drift(changes: Mapping[str, Any]) -> str:
-    rows = []
-
-    def row(label: str, value: str) -> None:
-        rows.append(f"<tr><th>{_e(label)}</th><td>{value}</td></tr>")
-
-    for key, label in (("classes_appeared", "classes appeared"), ("classes_disappeared", "classes disappeared")):
-        if changes.get(key):
-            row(label, ", ".join(f"<code>{_e(c)}</code>" for c in changes[key]))
-    for changed in changes.get("classes_changed") or []:
-        bits = [f"{what} {', '.join(map(str, changed.get(key) or []))}"
-                for key, what in (("inputs_added", "+"), ("inputs_removed", "−"), ("inputs_changed", "changed"))
-                if changed.get(key)]
-        row("class changed", f"<code>{_e(changed.get('class'))}</code>: {_e('; '.join(bits))}")
-    for key, label in (("models_removed", "models removed"), ("models_added", "models added")):
-        for folder, files in (changes.get(key) or {}).items():
-            row(f"{label} ({folder})", ", ".join(f"<code>{_e(f)}</code>" for f in files))
-    for key, pair in (changes.get("system_changed") or {}).items():
-        old, new = (list(pair) + [None, None])[:2] if isinstance(pair, (list, tuple)) else (None, pair)
-        row(f"system {key}", f"{_e(old)} → {_e(new)}")
+    rows = [f"<tr><th>{_e(label)}</th><td>{', '.join(f'<code>{_e(item)}</code>' for item in items)}</td></tr>"
+            for label, items in endpoint_change_lines(changes)]
     return f"<table class=\"kv\">{''.join(rows)}</table>" if rows else ""
 
 

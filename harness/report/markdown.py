@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from harness.drift import endpoint_change_lines
+
 __all__ = ["render_markdown", "step_summary"]
 
 _MARK = {"passed": "✅", "product": "❌", "infra": "⚠️"}
@@ -211,23 +213,7 @@ def _drift(drift: Mapping[str, Any] | None) -> list[str]:
 
 
 def _endpoint_drift(changes: Mapping[str, Any]) -> list[str]:
-    items = []
-    if changes.get("classes_appeared"):
-        items.append("- classes appeared: " + ", ".join(f"`{c}`" for c in changes["classes_appeared"]))
-    if changes.get("classes_disappeared"):
-        items.append("- classes disappeared: " + ", ".join(f"`{c}`" for c in changes["classes_disappeared"]))
-    for changed in changes.get("classes_changed") or []:
-        bits = [f"{what} {', '.join(map(str, changed.get(key) or []))}"
-                for key, what in (("inputs_added", "inputs added"), ("inputs_removed", "inputs removed"),
-                                  ("inputs_changed", "inputs changed")) if changed.get(key)]
-        items.append(f"- class `{changed.get('class')}` changed: " + "; ".join(bits))
-    for key, label in (("models_removed", "models removed"), ("models_added", "models added")):
-        for folder, files in (changes.get(key) or {}).items():
-            items.append(f"- {label} from `{folder}`: " + ", ".join(f"`{f}`" for f in files))
-    for key, pair in (changes.get("system_changed") or {}).items():
-        old, new = (list(pair) + [None, None])[:2] if isinstance(pair, (list, tuple)) else (None, pair)
-        items.append(f"- {key}: {old} → {new}")
-    return items
+    return [f"- {label}: " + ", ".join(f"`{item}`" for item in items) for label, items in endpoint_change_lines(changes)]
 
 
 def _failure_section(cell: Mapping[str, Any]) -> list[str]:
