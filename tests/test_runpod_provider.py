@@ -194,6 +194,19 @@ async def test_a_slow_run_past_its_deadline_is_cancelled(reference_endpoint, tmp
         assert (await client.get(f"/status/{record.job_id}")).json()["status"] == "CANCELLED"
 
 
+@pytest.mark.slow
+async def test_the_platform_times_a_job_out_past_the_requests_execution_policy(reference_endpoint, tmp_path):
+    """The request carries policy.executionTimeout (the endpoint's execution budget, at least RunPod's 5 s);
+    past it the platform itself ends the job TIMED_OUT and its ComfyUI prompt is stopped."""
+    srv = reference_endpoint(Profile.builtin("stock").replace(class_seconds={"ImageInvert": 30.0}))
+    record = await run(platform(srv), SMOKE, tmp_path, budget=20.0, timeouts=Timeouts(queue=5, execution=1))
+    assert outcome(record) is Outcome.EXECUTION_TIMEOUT
+    assert record.classification.evidence.message == f"RunPod timed job {record.job_id} out"
+    assert 5.0 <= record.timings.execution < 6.0 and record.timings.total < 8.0
+    async with httpx.AsyncClient(base_url=srv.url) as client:
+        assert (await client.get("/queue")).json() == {"queue_running": [], "queue_pending": []}
+
+
 async def test_a_job_cancelled_elsewhere_is_cancelled(tmp_path):
     profile = Profile.builtin("stock").replace(class_seconds={"ImageInvert": 1.0})
     async with running_server(profile) as srv:

@@ -52,6 +52,8 @@ __all__ = ["RunPodProvider", "classify_error"]
 _POLL_INTERVAL = 0.05
 _POLL_INTERVAL_MAX = 1.0
 _FINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
+_POLICY_MIN_MS, _POLICY_MAX_MS = 5_000, 7 * 86_400_000
+"""The platform's range for ``policy.executionTimeout``."""
 
 _RAW_RESPONSE = ". Raw response: "
 _BULLET = re.compile(r"^• Node (?P<node_id>.+?) \((?P<key>[^()]+)\): (?P<value>.*)$")
@@ -78,7 +80,11 @@ class RunPodProvider(BaseProvider):
         return self.endpoint.flavour == "local"
 
     def request_body(self, workflow: dict) -> dict:
-        return {"input": {"workflow": workflow}}
+        if self._local:
+            return {"input": {"workflow": workflow}}
+        # The platform ends the job itself past this (and stops billing), even if the harness is gone.
+        ms = min(max(round(self.endpoint.timeouts.execution * 1000), _POLICY_MIN_MS), _POLICY_MAX_MS)
+        return {"input": {"workflow": workflow}, "policy": {"executionTimeout": ms}}
 
     def repro_path(self) -> str:
         # /runsync answers with the result in one request, which is what a reproduction wants.

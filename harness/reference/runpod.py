@@ -90,34 +90,45 @@ def _refused(request: web.Request) -> web.Response | None:
     return web.json_response({"error": "Unauthorized"}, status=401)
 
 
-async def _job_input(request: web.Request) -> tuple[object, web.Response | None]:
-    """The ``input`` of a submission, or the 400 the platform gives a body without one."""
+async def _submission(request: web.Request) -> tuple[dict, web.Response | None]:
+    """A submission's body, or the 400 the platform gives a body without ``input``."""
     try:
         body = await request.json()
     except ValueError:
-        return None, web.json_response({"error": "request body is not valid JSON"}, status=400)
+        return {}, web.json_response({"error": "request body is not valid JSON"}, status=400)
     if not isinstance(body, dict) or "input" not in body:
-        return None, web.json_response({"error": "request body needs an 'input' field"}, status=400)
-    return body["input"], None
+        return {}, web.json_response({"error": "request body needs an 'input' field"}, status=400)
+    return body, None
+
+
+def _execution_timeout(body: dict) -> float | None:
+    """``policy.executionTimeout`` (ms, 5 s to 7 d) in seconds; the platform's default is 600 s."""
+    policy = body.get("policy") if isinstance(body.get("policy"), dict) else {}
+    ms = policy.get("executionTimeout", 600_000)
+    return min(max(ms, 5_000), 7 * 86_400_000) / 1000 if isinstance(ms, (int, float)) else 600.0
+
+
+async def _platform_submit(request: web.Request, job_id: str) -> tuple[Job | None, web.Response | None]:
+    """Checks shared by /run and /runsync (body, key, rate limit), then the job."""
+    body, bad = await _submission(request)
+    if bad is not None or (bad := _refused(request)) is not None:
+        return None, bad
+    if request.app[STATE].rate_limited():
+        return None, request.app[STATE].too_many_requests()  # the platform's rate limit (profile inject)
+    return request.app[JOBS].submit(job_id, body["input"], _execution_timeout(body)), None
 
 
 async def platform_run(request: web.Request) -> web.Response:
-    job_input, bad = await _job_input(request)
-    if bad is not None or (bad := _refused(request)) is not None:
+    job, bad = await _platform_submit(request, str(uuid.uuid4()))
+    if bad is not None:
         return bad
-    if request.app[STATE].rate_limited():
-        return request.app[STATE].too_many_requests()  # the platform's rate limit (profile inject)
-    job = request.app[JOBS].submit(str(uuid.uuid4()), job_input)
     return web.json_response({"id": job.id, "status": job.status.value})
 
 
 async def platform_runsync(request: web.Request) -> web.Response:
-    job_input, bad = await _job_input(request)
-    if bad is not None or (bad := _refused(request)) is not None:
+    job, bad = await _platform_submit(request, f"sync-{uuid.uuid4()}")
+    if bad is not None:
         return bad
-    if request.app[STATE].rate_limited():
-        return request.app[STATE].too_many_requests()  # the platform's rate limit (profile inject)
-    job = request.app[JOBS].submit(f"sync-{uuid.uuid4()}", job_input)
     wait_ms = int(request.query.get("wait", _RUNSYNC_WAIT_MS))
     # Not done in time: the platform answers the non-final status and the client polls /status.
     try:
@@ -146,11 +157,11 @@ async def platform_cancel(request: web.Request) -> web.Response:
 
 
 async def local_run(request: web.Request) -> web.Response:
-    job_input, bad = await _job_input(request)
+    body, bad = await _submission(request)
     if bad is not None:
         return bad
     job_id = f"test-{uuid.uuid4()}"
-    request.app[_LOCAL_PENDING][job_id] = job_input
+    request.app[_LOCAL_PENDING][job_id] = body["input"]
     return web.json_response({"id": job_id, "status": "IN_PROGRESS"})
 
 
@@ -168,10 +179,10 @@ async def local_status(request: web.Request) -> web.Response:
 
 
 async def local_runsync(request: web.Request) -> web.Response:
-    job_input, bad = await _job_input(request)
+    body, bad = await _submission(request)
     if bad is not None:
         return bad
-    job = request.app[JOBS].submit(f"test-{uuid.uuid4()}", job_input)
+    job = request.app[JOBS].submit(f"test-{uuid.uuid4()}", body["input"])
     await job.done.wait()
     return web.json_response(local_body(job))
 

@@ -38,6 +38,7 @@ class JobStatus(str, enum.Enum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    TIMED_OUT = "TIMED_OUT"
 
 
 @dataclass
@@ -52,6 +53,8 @@ class Job:
     error: str | None = None
     prompt_id: str | None = None
     """The ComfyUI prompt the handler queued, so a cancel can take it out of ComfyUI too."""
+    execution_timeout: float | None = None
+    """The request's ``policy.executionTimeout`` in seconds: past it the platform ends the job TIMED_OUT."""
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -96,8 +99,8 @@ class RunPodJobs:
         """The endpoint's workers: one per unit of the profile's capacity."""
         self._tasks: dict[str, asyncio.Task] = {}
 
-    def submit(self, job_id: str, job_input: Any) -> Job:
-        job = Job(job_id, job_input)
+    def submit(self, job_id: str, job_input: Any, execution_timeout: float | None = None) -> Job:
+        job = Job(job_id, job_input, execution_timeout=execution_timeout)
         self.jobs[job.id] = job
         if self._warm_at is None:
             self._warm_at = job.submitted + self.cold_start
@@ -111,8 +114,11 @@ class RunPodJobs:
         async with self._lock:
             job.status, job.started = JobStatus.IN_PROGRESS, time.monotonic()
             try:
-                result = await handle(self.state, job)
+                result = await asyncio.wait_for(handle(self.state, job), job.execution_timeout)
                 job.status, job.output, job.error = run_job(result)
+            except TimeoutError:
+                self._stop_prompt(job)
+                job.status = JobStatus.TIMED_OUT
             except Exception as exc:  # noqa: BLE001 - the SDK turns any handler exception into FAILED
                 job.status, job.error = JobStatus.FAILED, _uncaught(exc)
             job.finished = time.monotonic()
@@ -123,14 +129,18 @@ class RunPodJobs:
         if job is None or job.final:
             return job
         self._tasks[job_id].cancel()
+        self._stop_prompt(job)
+        job.status, job.finished = JobStatus.CANCELLED, time.monotonic()
+        job.done.set()
+        return job
+
+    def _stop_prompt(self, job: Job) -> None:
+        """Take the job's prompt out of ComfyUI: the worker is stopped, its ComfyUI must stop too."""
         if job.prompt_id is not None:
             queue = self.state.queue
             if queue.is_running(job.prompt_id):
                 self.state.executor.interrupt(job.prompt_id)
             queue.delete(job.prompt_id)
-        job.status, job.finished = JobStatus.CANCELLED, time.monotonic()
-        job.done.set()
-        return job
 
     async def close(self) -> None:
         for task in self._tasks.values():
