@@ -11,15 +11,18 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
 from conftest import ROOT, load_json, matrix, outcome, run_provider
+from harness.endpoints import Endpoint
 from harness.outcomes import Outcome
-from harness.providers.vast import classify_result
+from harness.providers.vast import VastProvider, classify_result
 from harness.reference.profile import FailureRule, Profile
 
 SMOKE = load_json("workflows/smoke_invert.json")
@@ -173,6 +176,22 @@ async def test_a_wrong_api_key_and_an_unsigned_request_are_auth_errors(reference
     assert outcome(unsigned) is Outcome.AUTH_ERROR and unsigned.classification.evidence.http_status == 401
     monkeypatch.setenv("VAST_API_KEY", "right")
     assert outcome(await run(routed(srv), SMOKE, tmp_path, headers=headers)) is Outcome.PASSED
+
+
+async def test_the_routed_repro_asks_the_route_service_then_posts_signed(reference_endpoint, tmp_path, monkeypatch):
+    """The curl reproduction really replays: its route step gets a signature the worker accepts, and the
+    API key stays $VAST_API_KEY in the command."""
+    monkeypatch.setenv("COMFY_REFERENCE_VAST_API_KEY", "right")
+    monkeypatch.setenv("VAST_API_KEY", "right")
+    srv = reference_endpoint("stock")
+    async with VastProvider(Endpoint("vast", routed(srv), kind="vast", headers={"Authorization": "Bearer ${VAST_API_KEY}"})) as provider:
+        (tmp_path / "request.json").write_text(json.dumps(provider.request_body(SMOKE)))
+        command = provider.repro("request.json")
+    assert "$VAST_API_KEY" in command and "right" not in command and f"{srv.url}/vast/route/" in command
+    replay = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=30,
+                            env={"PATH": os.environ["PATH"], "VAST_API_KEY": "right"})
+    assert replay.returncode == 0, replay.stderr
+    assert json.loads(replay.stdout)["status"] == "completed"
 
 
 async def test_a_full_worker_queue_is_rate_limited(reference_endpoint, tmp_path, monkeypatch):

@@ -25,6 +25,7 @@ import base64
 import binascii
 import dataclasses
 import json
+import shlex
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -60,6 +61,8 @@ COST = 100
 _ROUTE_POLL = 0.2
 _ROUTE_POLL_MAX = 5.0
 _STAGES = ("Generation failed: ", "Preprocessing failed: ", "Post-processing failed: ")
+_AUTH_FIELDS = ("cost", "endpoint", "reqnum", "request_idx", "signature", "url")
+"""What of /route/'s answer a worker checks as ``auth_data`` (the signature is over the url)."""
 _NODE_ERRORS = "ComfyUI node errors: "
 _EXECUTION = "Execution error: "
 _BUG = '"Result" object has no field "comfyui_job_id"'
@@ -97,6 +100,27 @@ class VastProvider(BaseProvider):
     def repro_path(self) -> str:
         return "/generate/sync"
 
+    def repro(self, body_file: str) -> str:
+        """Through the route service it takes two steps: ask /route/ for a worker and its signature, then
+        post the request with them as ``auth_data`` (jq joins the two)."""
+        if self._flavour != "route":
+            return super().repro(body_file)
+        route_url, name = self._route_target(self.endpoint.public_url)
+        key = self.endpoint.shell_headers().get("Authorization", "").removeprefix("Bearer ")
+        # The key stays a shell variable: it closes the single quotes, is expanded inside double quotes.
+        route_body = json.dumps({"endpoint": name, "cost": COST})[:-1] + ', "api_key": "' + "'\"" + key + "\"'" + '"}'
+        fields = "{" + ", ".join(_AUTH_FIELDS) + "}"
+        return (f"route=$(curl -sS -X POST {shlex.quote(route_url)} -H 'Content-Type: application/json' -d '{route_body}')"
+                f" && jq --argjson route \"$route\" '.auth_data = ($route | {fields})' {shlex.quote(body_file)}"
+                f" | curl -sS -X POST \"$(jq -r .url <<<\"$route\")/generate/sync\" -H 'Content-Type: application/json' --data-binary @-")
+
+    @staticmethod
+    def _route_target(url: str) -> tuple[str, str]:
+        """(the route service's /route/ URL, the endpoint name) from ``<route service>/<endpoint name>``."""
+        parts = urlsplit(url)
+        base, _, name = parts.path.rstrip("/").rpartition("/")
+        return f"{parts.scheme}://{parts.netloc}{base}/route/", name
+
     def _unsigned(self) -> dict:
         return {"cost": COST, "endpoint": self.endpoint.name, "reqnum": 0, "request_idx": 0, "signature": "", "url": self.endpoint.url}
 
@@ -128,9 +152,7 @@ class VastProvider(BaseProvider):
 
     async def _route(self, started: float, deadline: float) -> tuple[str, dict]:
         """Ask the route service for a worker until one is ready or the queue budget is spent."""
-        parts = urlsplit(self.endpoint.url)
-        base, _, name = parts.path.rstrip("/").rpartition("/")
-        route_url = f"{parts.scheme}://{parts.netloc}{base}/route/"
+        route_url, name = self._route_target(self.endpoint.url)
         key = self.client.headers.get("Authorization", "").removeprefix("Bearer ")
         queue_deadline = min(deadline, started + self.endpoint.timeouts.queue)
         interval = _ROUTE_POLL
@@ -150,7 +172,7 @@ class VastProvider(BaseProvider):
                 outcome = Outcome.SERVER_ERROR if status >= 500 else Outcome.PROTOCOL_ERROR
                 raise TransportFailure(failure(outcome, f"HTTP {status} from POST /route/: {response.text[:200]}", http_status=status))
             if body.get("url"):
-                auth = {k: body.get(k) for k in ("cost", "endpoint", "reqnum", "request_idx", "signature", "url")}
+                auth = {k: body.get(k) for k in _AUTH_FIELDS}
                 return str(body["url"]), auth
             # No worker ready: the answer counts workers by state; keep asking, as the SDK does.
             now = time.monotonic()
