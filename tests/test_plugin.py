@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import time
 
 import pytest
@@ -100,6 +102,32 @@ def test_alluredir_gives_one_allure_test_per_cell_with_the_cell_attached(project
     for result in results:
         assert any(a["name"] == "cell" for a in result.get("attachments", []))
         assert {"name": "tag", "value": "passed"} in result["labels"]
+    environment = (project.path / "allure/environment.properties").read_text()
+    assert "endpoint.runpod-custom.kind=runpod" in environment.replace(" ", "")
+    categories = json.loads((project.path / "allure/categories.json").read_text())
+    assert any(c["name"].startswith("Product: missing_node") for c in categories)
+
+
+def test_github_step_summary_gets_the_matrix_and_the_verdict(project, monkeypatch):
+    summary = project.path / "summary.md"
+    summary.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    project.runpytest_subprocess("-p", "no:cacheprovider", "--baseline=custom", "--candidate=stock")
+    text = summary.read_text()
+    assert text.startswith("earlier step\n")  # appended, as GitHub expects
+    assert "NO-GO" in text and "| denrisi_zimage |" in text and "RES4LYF" in text
+    assert "Traceback" not in text
+
+
+def test_report_re_renders_a_run_from_its_matrix(project):
+    project.runpytest_subprocess("-p", "no:cacheprovider", "-k", "smoke").assert_outcomes(passed=6)
+    run_dir = (project.path / "reports/latest").resolve()
+    (run_dir / "report.html").unlink()
+    result = subprocess.run([sys.executable, "-m", "harness.cli", "report", str(run_dir), "--html"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == str(run_dir / "report.html")
+    assert "smoke_invert" in (run_dir / "report.html").read_text()
+    missing = subprocess.run([sys.executable, "-m", "harness.cli", "report", str(project.path)], capture_output=True, text=True)
+    assert missing.returncode == 2 and missing.stderr.strip().endswith("no matrix.json here (expected a reports/<run-id> directory)")
 
 
 def test_ctrl_c_mid_run_leaves_a_readable_report(project):
