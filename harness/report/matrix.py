@@ -1,7 +1,9 @@
-"""matrix.json: the run's support matrix, rewritten atomically after every cell.
+"""matrix.json: the run's support matrix, rewritten atomically as cells finish.
 
 The file is always complete JSON: a crash or Ctrl-C mid-run leaves the cells finished so far, with
 ``run.status`` still ``running`` (or ``interrupted``), and ``reports/latest`` already points at it.
+A finished cell reaches disk within ``WRITE_INTERVAL`` seconds: rewriting the whole matrix (and its
+HTML) after each of hundreds of fast cells would cost more than running them.
 
 Under pytest-xdist each worker writes its own part (``parts/<worker>.json``) into the run directory
 the controller named, and the controller merges the parts into the one matrix.json when all are done.
@@ -13,6 +15,7 @@ import datetime as dt
 import json
 import os
 import threading
+import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +34,8 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMA_VERSION", "MatrixWriter", "harness_version", "new_run_id"]
 
 SCHEMA_VERSION = 1
+WRITE_INTERVAL = 1.0
+"""Most seconds between a cell's arrival and its matrix.json rewrite."""
 
 
 def harness_version() -> str:
@@ -59,7 +64,7 @@ class MatrixWriter:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.part = part
         """The xdist worker this writer belongs to; None for the run's own matrix."""
-        self._lock = threading.Lock()
+        self._init_writes()
         self.matrix: dict = {
             "schema_version": SCHEMA_VERSION,
             "run": {"id": self.run_id, "started": _now(), "finished": None, "status": "running",
@@ -113,7 +118,7 @@ class MatrixWriter:
     def add_cell(self, cell: Cell) -> None:
         with self._lock:
             self.matrix["cells"].append(cell.to_dict())
-            self._write()
+            self._write_soon()
 
     def update(self, **sections: Any) -> None:
         """Set top-level sections computed from the cells (``verdict``, ``drift``) and rewrite."""
@@ -123,6 +128,8 @@ class MatrixWriter:
 
     def finish(self, status: str = "complete") -> Path:
         with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
             self.matrix["run"].update(finished=_now(), status=status)
             _in_plan_order(self.matrix)
             self._write()
@@ -151,7 +158,7 @@ class MatrixWriter:
         writer = cls.__new__(cls)
         writer.matrix = load_run(run_dir)
         writer.run_id, writer.root, writer.dir, writer.part = writer.matrix["run"]["id"], run_dir.parent, run_dir, None
-        writer._lock = threading.Lock()
+        writer._init_writes()
         return writer
 
     def render(self, *, html: bool = True, markdown: bool = True) -> list[Path]:
@@ -163,7 +170,28 @@ class MatrixWriter:
                 written.append(self.dir / name)
         return written
 
+    def _init_writes(self) -> None:
+        self._lock = threading.Lock()
+        self._written_at = float("-inf")
+        self._timer: threading.Timer | None = None
+
+    def _write_soon(self) -> None:
+        """Write now if the last write is old enough, else once the interval is over (lock held)."""
+        wait = self._written_at + WRITE_INTERVAL - time.monotonic()
+        if wait <= 0:
+            self._write()
+        elif self._timer is None:
+            self._timer = threading.Timer(wait, self._flush)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _flush(self) -> None:
+        with self._lock:
+            self._timer = None
+            self._write()
+
     def _write(self) -> None:
+        self._written_at = time.monotonic()
         if self.part is not None:
             (self.dir / "parts").mkdir(exist_ok=True)
             _atomic_write(self.dir / "parts" / f"{self.part}.json", json.dumps(self.matrix, default=str))
