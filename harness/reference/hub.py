@@ -41,8 +41,12 @@ class Hub:
         while True:
             event, data, sid = await self._messages.get()
             targets = list(self.sockets.values()) if sid is None else [self.sockets[sid]] if sid in self.sockets else []
+            if not targets:
+                continue
+            # Serialised once however many sockets a broadcast goes to (progress_state, status).
+            text = json.dumps({"type": event, "data": data})
             for ws in targets:
-                await _send(ws, event, data)
+                await _send_text(ws, text)
 
     async def close(self) -> None:
         self._publisher.cancel()
@@ -73,5 +77,9 @@ class Hub:
 
 
 async def _send(ws: web.WebSocketResponse, event: str, data: Any) -> None:
+    await _send_text(ws, json.dumps({"type": event, "data": data}))
+
+
+async def _send_text(ws: web.WebSocketResponse, text: str) -> None:
     with contextlib.suppress(ConnectionError, RuntimeError):
-        await ws.send_json({"type": event, "data": data})
+        await ws.send_str(text)

@@ -9,6 +9,7 @@ size of its first image-like input through to its image-like outputs.
 from __future__ import annotations
 
 import json
+import os
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -182,6 +183,14 @@ def _image_saver(kind: str, compress_level: int, prefix_suffix: Callable[[], str
     """SaveImage (``output``) and PreviewImage (``temp``): one PNG per batch item, ComfyUI's names."""
 
     def save(call: NodeCall) -> Result:
+        with call.storage.save_lock:
+            try:
+                return _save(call)
+            except BaseException:
+                call.storage.changed()  # whatever was written is found by the next walk
+                raise
+
+    def _save(call: NodeCall) -> Result:
         images = call.inputs["images"].as_kind("IMAGE")
         prefix = str(call.inputs.get("filename_prefix", "ComfyUI")) + prefix_suffix()
         folder, base, subfolder, counter = call.storage.next_save_path(kind, prefix)
@@ -202,6 +211,7 @@ def _image_saver(kind: str, compress_level: int, prefix_suffix: Callable[[], str
                 Image.new(mode, (images.width, images.height), colour).save(
                     folder / filename, pnginfo=info, compress_level=compress_level
                 )
+            call.storage.added(kind, os.path.join(subfolder, filename))
             results.append({"filename": filename, "subfolder": subfolder, "type": kind})
             counter += 1
         return (), {"images": results}

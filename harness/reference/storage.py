@@ -4,12 +4,14 @@ temporary directory, with the path rules of ComfyUI's ``folder_paths``, ``/view`
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import math
 import os
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -33,6 +35,10 @@ class Storage:
             folder.mkdir()
         for image in inputs:
             Image.new("RGB", (image.width, image.height), (128, 128, 128)).save(self.dirs["input"] / image.name)
+        self._listing: dict[str, list[str]] | None = None
+        self.save_lock = threading.Lock()
+        """Held from choosing a save's file name to writing it: with capacity > 1 workers save at once
+        (in threads), and two saves must never pick the same counter."""
         self.large_output: Path | None = None
         """With ``output_megabytes``: the noise PNG every SaveImage output is a hard link to."""
         if output_megabytes is not None:
@@ -51,13 +57,28 @@ class Storage:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def listing(self) -> dict[str, list[str]]:
-        """Relative paths of every file per folder type, as validation and LoadImage see them."""
-        out: dict[str, list[str]] = {}
-        for kind, folder in self.dirs.items():
-            out[INPUT_FOLDER if kind == "input" else kind] = sorted(
-                str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()
-            )
-        return out
+        """Relative paths of every file per folder type, as validation and LoadImage see them.
+
+        Walked again only after a write through this object (``changed()``): every POST /prompt asks,
+        and walking a few hundred outputs each time made the server the bottleneck under load.
+        """
+        if self._listing is None:
+            out: dict[str, list[str]] = {}
+            for kind, folder in self.dirs.items():
+                out[INPUT_FOLDER if kind == "input" else kind] = sorted(
+                    str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()
+                )
+            self._listing = out
+        return {k: list(v) for k, v in self._listing.items()}
+
+    def changed(self) -> None:
+        """Files were written: the next listing walks the folders again."""
+        self._listing = None
+
+    def added(self, kind: str, relative: str) -> None:
+        """One file was written under ``kind`` (``input``, ``output``, ``temp``): listed without a walk."""
+        if self._listing is not None:
+            bisect.insort(self._listing[INPUT_FOLDER if kind == "input" else kind], relative)
 
     def annotated_path(self, name: str) -> Path:
         """``folder_paths.get_annotated_filepath``: "x.png", "sub/x.png" or "x.png [output]"."""
@@ -114,6 +135,7 @@ class Storage:
                 i += 1
         if not duplicate:
             Path(filepath).write_bytes(data)
+            self.changed()
         return filename
 
     def next_save_path(self, kind: str, prefix: str) -> tuple[Path, str, str, int]:
