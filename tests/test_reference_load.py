@@ -273,3 +273,20 @@ async def test_output_megabytes_saves_a_noise_png_of_that_size_streamed_by_view(
         record = await run_provider("comfyui", srv.url, smoke(9), tmp_path)
     assert all(2_900_000 < size < 3_200_000 for size in sizes)
     assert outcome(record) is Outcome.PASSED and record.images[0].bytes == sizes[0]
+
+
+@pytest.mark.asyncio
+async def test_an_unexpected_exception_in_a_node_is_an_execution_error_and_the_worker_lives_on(monkeypatch):
+    from harness.reference import storage
+
+    def broken(self, target):
+        raise PermissionError("read-only output folder")
+
+    monkeypatch.setattr(storage.Storage, "place_large_output", broken)
+    async with running_server(STOCK.replace(output_megabytes=0.01)) as srv, aiohttp.ClientSession() as session:
+        entry = await finished(session, srv.url, await submit(session, srv.url, smoke(1)), 5)
+        error = entry["status"]["messages"][-1][1]
+        assert (error["node_type"], error["exception_type"]) == ("SaveImage", "PermissionError")
+        assert error["exception_message"] == "read-only output folder\n"
+        again = await finished(session, srv.url, await submit(session, srv.url, smoke(2)), 5)
+        assert again["status"]["messages"][-1][0] == "execution_error"

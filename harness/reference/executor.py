@@ -199,7 +199,14 @@ class Executor:
             if run.fail_next:
                 run.fail_next = False
                 raise NodeFailure(self.profile.inject.exception_type, self.profile.inject.exception_message)
-            outputs, ui = await asyncio.to_thread(run_node, call) if node.output_node else run_node(call)
+            try:
+                outputs, ui = await asyncio.to_thread(run_node, call) if node.output_node else run_node(call)
+            except (NodeFailure, Interrupted):
+                raise
+            except Exception as exc:  # noqa: BLE001 - ComfyUI reports any node exception; the worker lives on
+                module = type(exc).__module__
+                name = type(exc).__qualname__ if module == "builtins" else f"{module}.{type(exc).__qualname__}"
+                raise NodeFailure(name, str(exc)) from exc
         except Interrupted:
             data = {"prompt_id": run.prompt_id, "node_id": node_id, "node_type": class_type, "executed": list(run.executed)}
             self._add_message(run, "execution_interrupted", data, broadcast=True)
