@@ -290,3 +290,10 @@ async def test_an_unexpected_exception_in_a_node_is_an_execution_error_and_the_w
         assert error["exception_message"] == "read-only output folder\n"
         again = await finished(session, srv.url, await submit(session, srv.url, smoke(2)), 5)
         assert again["status"]["messages"][-1][0] == "execution_error"
+
+
+def test_the_builtin_load_profile_sets_every_knob():
+    profile = Profile.builtin("stock-load")
+    assert (profile.capacity, profile.seed, profile.output_megabytes) == (4, 1, None)
+    assert profile.latency == Latency("lognormal", 0.5, 0.2)
+    assert profile.inject == Injection(rate_limited=0.03, execution_error=0.01, retry_after=2)
