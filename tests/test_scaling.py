@@ -51,6 +51,9 @@ def test_a_100_repeat_run_reports_the_injected_rates_latency_and_cost(project, f
     assert data["endpoints"][0]["cost"]["per_1000_images"] == pytest.approx(cost["per_1000_images"])
     md = (project.path / "reports/latest/matrix.md").read_text()
     assert "$/image" in md and "p95" in md
+    assert f"| **all cases** | flaky | | | | | | ${cost['per_image']:.4f} |" in md
+    html = (project.path / "reports/latest/report.html").read_text()
+    assert f"<b>${cost['per_image']:.4f}/image</b>" in html
 
 
 def projection(data: dict) -> list[tuple]:

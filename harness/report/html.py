@@ -248,6 +248,10 @@ def _endpoints(endpoints: Sequence[Mapping[str, Any]]) -> str:
             extra += f" · profile {_e(e['profile'])}"
         if e.get("price_per_gpu_hour") is not None:
             extra += f" · ${_e(_figure(e['price_per_gpu_hour'], 2))}/GPU-hour"
+        cost = e.get("cost") or {}
+        if cost.get("per_image") is not None:
+            extra += (f" · <b>${_e(_figure(cost['per_image'], 4))}/image</b>, ${_e(_figure(cost['per_1000_images'], 2))}"
+                      f" per 1,000 over {_e(cost['images'])} images")
         if e.get("fingerprint"):
             extra += f" · fingerprint <a href=\"{_e(e['fingerprint'])}\">{_e(e['fingerprint'])}</a>"
         items.append(f"<li><b>{_e(e.get('name'))}</b> ({_e(e.get('kind'))}) <code>{_e(e.get('url'))}</code>{extra}"

@@ -182,10 +182,19 @@ def _stats_table(matrix: Mapping[str, Any]) -> list[str]:
             f"{stats.get('passed')}/{stats.get('attempts')} ({rate * 100:.0f}%)" if rate is not None else "–",
             f"{wilson[0] * 100:.0f}–{wilson[1] * 100:.0f}%" if len(wilson) == 2 else "–",
             _secs(total.get("p50")), _secs(total.get("p95")), _secs((stats.get("cold") or {}).get("total")),
-            f"${cost['per_image']:.4f}" if cost.get("per_image") is not None else "–",
-            f"${cost['per_1000_images']:.2f}" if cost.get("per_1000_images") is not None else "–",
+            *_money(cost),
         ]) + " |")
+    for endpoint in matrix.get("endpoints") or []:
+        cost = endpoint.get("cost") or {}
+        if cost.get("per_image") is not None:
+            lines.append(f"| **all cases** | {endpoint['name']} | | | | | | " + " | ".join(_money(cost)) + " |")
     return [*lines, ""]
+
+
+def _money(cost: Mapping[str, Any]) -> list[str]:
+    """$/image and $/1,000 images, or dashes where there is no figure."""
+    return [f"${cost['per_image']:.4f}" if cost.get("per_image") is not None else "–",
+            f"${cost['per_1000_images']:.2f}" if cost.get("per_1000_images") is not None else "–"]
 
 
 def _secs(value: Any) -> str:
