@@ -239,7 +239,7 @@ async def test_a_latency_draw_is_the_prompts_execution_time_and_is_seeded():
     rng = profile.rng("latency")
     expected = [Latency("uniform", 0.3, 0.2).draw(rng) for _ in range(4)]
     for got in (first, second):
-        assert got == pytest.approx(expected, abs=0.03)
+        assert got == pytest.approx(expected, abs=0.08)
 
 
 def test_a_profile_file_sets_the_load_knobs(tmp_path: Path):

@@ -1,7 +1,8 @@
 """Native ComfyUI: POST /prompt with a client_id, completion by websocket, /history as the record.
 
-The websocket is the fast path (ComfyUI pushes ``execution_start`` and the final ``executing`` with
-``node: null``); when it cannot be opened (a proxy without websocket support), the provider polls
+The websocket (one per endpoint, see comfyui_events.py) is the fast path (ComfyUI pushes
+``execution_start`` and the final ``executing`` with ``node: null``); when it cannot be opened (a
+proxy without websocket support), the provider polls
 ``/queue`` and ``/history/{id}`` instead. Either way the history entry is the source of truth for the
 outcome, as every ComfyUI wrapper treats it. Every wait is bounded: past the queue budget the prompt is
 deleted from the queue (``queue_timeout``); past the cell's deadline a running prompt is interrupted
@@ -11,17 +12,15 @@ deleted from the queue (``queue_timeout``); past the cell's deadline a running p
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import httpx
 
 from harness.catalogue import Catalogue
 from harness.classify import Classification, classify_history, classify_prompt_response
+from harness.endpoints import Endpoint
 from harness.outcomes import Outcome
 from harness.providers.base import (
     BaseProvider,
@@ -34,6 +33,7 @@ from harness.providers.base import (
     transport_failures,
     with_retry_after,
 )
+from harness.providers.comfyui_events import EventHub
 
 __all__ = ["ComfyUIProvider"]
 
@@ -43,6 +43,11 @@ _POLL_INTERVAL_MAX = 1.0
 
 class ComfyUIProvider(BaseProvider):
     kind = "comfyui"
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        super().__init__(endpoint)
+        self._hub: EventHub | None = None
+        """The endpoint's websocket, opened by the first cell and shared by all."""
 
     def request_body(self, workflow: dict) -> dict:
         return {"prompt": workflow}
@@ -78,31 +83,42 @@ class ComfyUIProvider(BaseProvider):
 
     async def run(self, workflow: dict, *, deadline: float, outputs_dir: Path) -> RunRecord:
         started = time.monotonic()
-        client_id = uuid.uuid4().hex
+        hub = self._events()
+        await hub.ensure()
+        prompt_id = ""
         try:
-            async with _EventStream(self.endpoint.url, client_id, self.endpoint.resolved_headers()) as events:
-                with transport_failures(self.endpoint, "POST /prompt"):
-                    response = await self.client.post("/prompt", json={**self.request_body(workflow), "client_id": client_id})
-                rejected, prompt_id, partial = _read_submission(response)
-                if rejected is not None:
-                    return RunRecord(rejected, timings=Timings(total=time.monotonic() - started))
-                waited = await self._wait(prompt_id, events, started, deadline)
-                if isinstance(waited, Classification):
-                    return RunRecord(waited, timings=Timings(total=time.monotonic() - started), job_id=prompt_id)
-                entry, queue_s, exec_s = waited
-                verdict = partial or classify_history(entry)
-                images = () if verdict is not None else await self._download(entry, outputs_dir)
-                timings = Timings(queue=queue_s, execution=exec_s, total=time.monotonic() - started)
-                return RunRecord(verdict, tuple(images), timings, prompt_id)
+            with transport_failures(self.endpoint, "POST /prompt"):
+                response = await self.client.post("/prompt", json={**self.request_body(workflow), "client_id": hub.client_id})
+            rejected, prompt_id, partial = _read_submission(response)
+            if rejected is not None:
+                return RunRecord(rejected, timings=Timings(total=time.monotonic() - started))
+            waited = await self._wait(prompt_id, hub, started, deadline)
+            if isinstance(waited, Classification):
+                return RunRecord(waited, timings=Timings(total=time.monotonic() - started), job_id=prompt_id)
+            entry, queue_s, exec_s = waited
+            verdict = partial or classify_history(entry)
+            images = () if verdict is not None else await self._download(entry, outputs_dir)
+            timings = Timings(queue=queue_s, execution=exec_s, total=time.monotonic() - started)
+            return RunRecord(verdict, tuple(images), timings, prompt_id)
         except TransportFailure as exc:
             return RunRecord(exc.classification, timings=Timings(total=time.monotonic() - started))
+        finally:
+            hub.forget(prompt_id)
 
-    async def _wait(self, prompt_id: str, events: _EventStream, started: float, deadline: float):
+    def _events(self) -> EventHub:
+        if self._hub is None:
+            self._hub = EventHub(self.endpoint.url, self.endpoint.resolved_headers())
+        return self._hub
+
+    async def _wait(self, prompt_id: str, hub: EventHub, started: float, deadline: float):
         """Wait for the prompt to finish: (history entry, queue s, execution s), or a timeout verdict."""
         queue_deadline = min(deadline, started + self.endpoint.timeouts.queue)
+        events = hub.watch(prompt_id)
         began_at: float | None = None
         interval = _POLL_INTERVAL
         while True:
+            if began_at is None and events.started_at is not None:
+                began_at = events.started_at
             now = time.monotonic()
             if began_at is None and now >= queue_deadline:
                 await self._post_quietly("/queue", {"delete": [prompt_id]})
@@ -111,11 +127,13 @@ class ComfyUIProvider(BaseProvider):
                 await self._post_quietly("/interrupt", {"prompt_id": prompt_id})
                 return failure(Outcome.EXECUTION_TIMEOUT, f"prompt {prompt_id} did not finish within {deadline - started:.1f} s; interrupted")
             limit = min(queue_deadline if began_at is None else deadline, deadline) - now
-            if events.connected:
-                event = await events.next_for(prompt_id, timeout=limit)
-                if event == "started" and began_at is None:
-                    began_at = time.monotonic()
-                if event != "finished":
+            if hub.connected:
+                flag = events.started if began_at is None and not events.started.is_set() else events.finished
+                try:
+                    await asyncio.wait_for(flag.wait(), max(limit, 0.001))
+                except TimeoutError:
+                    continue
+                if flag is events.started:
                     continue
             else:
                 await asyncio.sleep(min(interval, max(limit, 0)))
@@ -127,6 +145,11 @@ class ComfyUIProvider(BaseProvider):
                 finished = time.monotonic()
                 begun = began_at if began_at is not None else finished
                 return entry, begun - started, finished - begun
+
+    async def aclose(self) -> None:
+        if self._hub is not None:
+            await self._hub.aclose()
+        await super().aclose()
 
     async def _is_running(self, prompt_id: str) -> bool:
         with transport_failures(self.endpoint, "GET /queue"):
@@ -183,56 +206,3 @@ def _read_submission(response: httpx.Response) -> tuple[Classification | None, s
         return verdict or failure(Outcome.PROTOCOL_ERROR, f"POST /prompt answered {response.status_code} without a prompt_id", http_status=response.status_code), "", None
     # A 200 with node_errors ran only some outputs: classified by its node_errors, never passed.
     return None, str(body["prompt_id"]), verdict
-
-
-class _EventStream:
-    """ComfyUI's websocket for one client_id, reduced to the two facts the provider needs per prompt."""
-
-    def __init__(self, base_url: str, client_id: str, headers: dict[str, str]) -> None:
-        self.url = base_url.replace("http", "ws", 1) + f"/ws?clientId={client_id}"
-        self.headers = headers
-        self.connected = False
-        self._session: aiohttp.ClientSession | None = None
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
-
-    async def __aenter__(self) -> _EventStream:
-        self._session = aiohttp.ClientSession(headers=self.headers)
-        try:
-            self._ws = await self._session.ws_connect(self.url, timeout=aiohttp.ClientWSTimeout(ws_close=5.0), heartbeat=30.0)
-            self.connected = True
-        except (aiohttp.ClientError, asyncio.TimeoutError):
-            # No websocket (a proxy in front, an older gateway): fall back to polling.
-            self.connected = False
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._ws is not None:
-            await self._ws.close()
-        if self._session is not None:
-            await self._session.close()
-
-    async def next_for(self, prompt_id: str, timeout: float) -> str | None:
-        """Wait for ``started`` or ``finished`` of this prompt; None on timeout or other traffic."""
-        assert self._ws is not None
-        try:
-            message = await self._ws.receive(timeout=max(timeout, 0.001))
-        except asyncio.TimeoutError:
-            return None
-        if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
-            self.connected = False  # the socket died mid-run: keep going by polling
-            return None
-        if message.type != aiohttp.WSMsgType.TEXT:
-            return None  # binary previews
-        try:
-            event = json.loads(message.data)
-            kind, data = event["type"], event.get("data") or {}
-        except (ValueError, KeyError, TypeError):
-            return None
-        if data.get("prompt_id") != prompt_id:
-            return None
-        if kind == "execution_start":
-            return "started"
-        # executing with node null is sent after the history entry is written, on every ending.
-        if kind == "executing" and data.get("node") is None:
-            return "finished"
-        return None

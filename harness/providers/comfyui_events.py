@@ -1,0 +1,109 @@
+"""One ComfyUI websocket per endpoint, shared by every prompt the harness has running there.
+
+ComfyUI sends a prompt's events to the socket of the ``client_id`` it was submitted with, and sends
+its broadcasts (``status``, ``progress_state``) to every socket: a socket per prompt would make each
+of N concurrent cells read N times the traffic and pay a handshake each. Here one reader task notes,
+per prompt id, when ``execution_start`` and the final ``executing`` (``node: null``) arrived; a cell
+waits on its prompt's two flags. Events that arrive before the cell knows its prompt id (a fast
+prompt finishing before POST /prompt has answered) wait in the same record.
+
+When the socket cannot be opened or dies, ``connected`` turns false and every waiter wakes: cells
+then poll ``/queue`` and ``/history`` (the provider's fallback), and the next cell tries to reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import aiohttp
+
+__all__ = ["EventHub", "PromptEvents"]
+
+_RECONNECT_AFTER = 5.0
+"""Seconds between attempts to open the socket after one failed."""
+
+
+@dataclass
+class PromptEvents:
+    """What the socket told about one prompt so far."""
+
+    started_at: float | None = None
+    """Monotonic time ``execution_start`` arrived."""
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class EventHub:
+    def __init__(self, base_url: str, headers: dict[str, str]) -> None:
+        self.client_id = uuid.uuid4().hex
+        self.url = base_url.replace("http", "ws", 1) + f"/ws?clientId={self.client_id}"
+        self.headers = headers
+        self.connected = False
+        self._prompts: dict[str, PromptEvents] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._reader: asyncio.Task | None = None
+        self._opening = asyncio.Lock()
+        self._tried_at = float("-inf")
+
+    async def ensure(self) -> None:
+        """Open the socket unless it is open, or failed to open a moment ago."""
+        async with self._opening:
+            if self.connected or time.monotonic() - self._tried_at < _RECONNECT_AFTER:
+                return
+            self._tried_at = time.monotonic()
+            if self._session is None:
+                self._session = aiohttp.ClientSession(headers=self.headers)
+            try:
+                ws = await self._session.ws_connect(self.url, timeout=aiohttp.ClientWSTimeout(ws_close=5.0), heartbeat=30.0)
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                return  # no websocket (a proxy in front, an older gateway): cells poll
+            self.connected = True
+            self._reader = asyncio.create_task(self._read(ws))
+
+    def watch(self, prompt_id: str) -> PromptEvents:
+        return self._prompts.setdefault(prompt_id, PromptEvents())
+
+    def forget(self, prompt_id: str) -> None:
+        self._prompts.pop(prompt_id, None)
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        try:
+            async for message in ws:
+                if message.type == aiohttp.WSMsgType.TEXT:
+                    self._note(message.data)
+        finally:
+            self.connected = False
+            for events in self._prompts.values():  # wake every waiter: they carry on by polling
+                events.started.set()
+                events.finished.set()
+            await ws.close()
+
+    def _note(self, text: str) -> None:
+        try:
+            event = json.loads(text)
+            kind, data = event["type"], event.get("data") or {}
+            prompt_id = data.get("prompt_id")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return
+        if not prompt_id:
+            return
+        if kind == "execution_start":
+            events = self.watch(prompt_id)
+            events.started_at = time.monotonic()
+            events.started.set()
+        # executing with node null comes after the history entry is written, on every ending.
+        elif kind == "executing" and data.get("node") is None:
+            events = self.watch(prompt_id)
+            events.started.set()
+            events.finished.set()
+
+    async def aclose(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
