@@ -109,16 +109,17 @@ def transport_failures(endpoint: Endpoint, doing: str) -> Iterator[None]:
     Connection-level failures are ``unreachable``; a read that outlives its timeout means the endpoint
     accepted the connection but did not answer in time; a malformed reply is a protocol error.
     """
-    import aiohttp  # aiohttp is only needed here for the websocket's exceptions
+    import aiohttp  # only the native provider talks aiohttp (its HTTP and websocket)
 
     where = f"{endpoint.public_url} ({doing})"
     try:
         yield
-    except (httpx.ConnectError, httpx.ConnectTimeout, aiohttp.ClientConnectorError) as exc:
+    except (httpx.ConnectError, httpx.ConnectTimeout, aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
         raise TransportFailure(failure(Outcome.UNREACHABLE, f"cannot connect to {where}: {exc}")) from exc
-    except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout) as exc:
+    except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout, TimeoutError) as exc:
         raise TransportFailure(failure(Outcome.EXECUTION_TIMEOUT, f"no answer from {where} in time")) from exc
-    except (httpx.RemoteProtocolError, httpx.DecodingError, aiohttp.ClientPayloadError) as exc:
+    except (httpx.RemoteProtocolError, httpx.DecodingError, aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError,
+            aiohttp.ClientResponseError) as exc:
         raise TransportFailure(failure(Outcome.PROTOCOL_ERROR, f"malformed reply from {where}: {exc}")) from exc
     except (httpx.TransportError, aiohttp.ClientError) as exc:
         raise TransportFailure(failure(Outcome.UNREACHABLE, f"transport error talking to {where}: {exc!r}")) from exc

@@ -12,11 +12,14 @@ deleted from the queue (``queue_timeout``); past the cell's deadline a running p
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 
 from harness.catalogue import Catalogue
 from harness.classify import Classification, classify_history, classify_prompt_response
@@ -39,6 +42,8 @@ __all__ = ["ComfyUIProvider"]
 
 _POLL_INTERVAL = 0.05
 _POLL_INTERVAL_MAX = 1.0
+_READ_TIMEOUT = 30.0
+"""Seconds a reply may take to arrive; waiting for a prompt is the websocket's or polling's job."""
 
 
 class ComfyUIProvider(BaseProvider):
@@ -46,8 +51,28 @@ class ComfyUIProvider(BaseProvider):
 
     def __init__(self, endpoint: Endpoint) -> None:
         super().__init__(endpoint)
+        self._session: aiohttp.ClientSession | None = None
         self._hub: EventHub | None = None
         """The endpoint's websocket, opened by the first cell and shared by all."""
+
+    def _http(self) -> aiohttp.ClientSession:
+        """aiohttp for this endpoint's HTTP too: a request costs ~0.1 ms of CPU here against ~1 ms for
+        httpx's pool, and a cell makes three (measured by bench/bench_cpu.py)."""
+        if self._session is None:
+            t = self.endpoint.timeouts
+            self._session = aiohttp.ClientSession(
+                headers=self.endpoint.resolved_headers(),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=t.connect, sock_read=_READ_TIMEOUT),
+                connector=aiohttp.TCPConnector(limit=max(self.endpoint.max_concurrency * 2, 4)),
+            )
+        return self._session
+
+    async def _call(self, method: str, path: str, *, timeout: float | None = None, **kwargs: Any) -> _Reply:
+        """One request, read whole; transport failures raised as TransportFailure."""
+        options = {"timeout": aiohttp.ClientTimeout(total=timeout)} if timeout is not None else {}
+        with transport_failures(self.endpoint, f"{method} {path}"):
+            async with self._http().request(method, self.endpoint.url + path, **kwargs, **options) as response:
+                return _Reply(response.status, response.headers, await response.text(errors="replace"))
 
     def request_body(self, workflow: dict) -> dict:
         return {"prompt": workflow}
@@ -57,18 +82,15 @@ class ComfyUIProvider(BaseProvider):
 
     async def catalogue(self) -> Catalogue | None:
         try:
-            with transport_failures(self.endpoint, "GET /object_info"):
-                response = await self.client.get("/object_info", timeout=60.0)
-        except TransportFailure:
+            response = await self._call("GET", "/object_info", timeout=60.0)
+            info = response.json() if response.status_code == 200 else None
+        except (TransportFailure, ValueError):
             return None
-        if response.status_code != 200:
-            return None
-        return Catalogue(response.json(), f"{self.endpoint.public_url}/object_info")
+        return Catalogue(info, f"{self.endpoint.public_url}/object_info") if isinstance(info, dict) else None
 
     async def provenance(self) -> dict | None:
         try:
-            with transport_failures(self.endpoint, "GET /system_stats"):
-                response = await self.client.get("/system_stats")
+            response = await self._call("GET", "/system_stats")
             stats = response.json() if response.status_code == 200 else None
         except (TransportFailure, ValueError):
             return None
@@ -87,8 +109,7 @@ class ComfyUIProvider(BaseProvider):
         await hub.ensure()
         prompt_id = ""
         try:
-            with transport_failures(self.endpoint, "POST /prompt"):
-                response = await self.client.post("/prompt", json={**self.request_body(workflow), "client_id": hub.client_id})
+            response = await self._call("POST", "/prompt", json={**self.request_body(workflow), "client_id": hub.client_id})
             rejected, prompt_id, partial = _read_submission(response)
             if rejected is not None:
                 return RunRecord(rejected, timings=Timings(total=time.monotonic() - started))
@@ -107,7 +128,7 @@ class ComfyUIProvider(BaseProvider):
 
     def _events(self) -> EventHub:
         if self._hub is None:
-            self._hub = EventHub(self.endpoint.url, self.endpoint.resolved_headers())
+            self._hub = EventHub(self.endpoint.url, self._http())
         return self._hub
 
     async def _wait(self, prompt_id: str, hub: EventHub, started: float, deadline: float):
@@ -149,17 +170,17 @@ class ComfyUIProvider(BaseProvider):
     async def aclose(self) -> None:
         if self._hub is not None:
             await self._hub.aclose()
+        if self._session is not None:
+            await self._session.close()
         await super().aclose()
 
     async def _is_running(self, prompt_id: str) -> bool:
-        with transport_failures(self.endpoint, "GET /queue"):
-            response = await self.client.get("/queue")
+        response = await self._call("GET", "/queue")
         running = response.json().get("queue_running", []) if response.status_code == 200 else []
         return any(len(item) > 1 and item[1] == prompt_id for item in running)
 
     async def _history(self, prompt_id: str) -> dict | None:
-        with transport_failures(self.endpoint, f"GET /history/{prompt_id}"):
-            response = await self.client.get(f"/history/{prompt_id}")
+        response = await self._call("GET", f"/history/{prompt_id}")
         if response.status_code != 200:
             raise TransportFailure(failure(Outcome.PROTOCOL_ERROR, f"GET /history/{prompt_id} answered {response.status_code}", http_status=response.status_code))
         # ComfyUI answers {} until the prompt is finished, then {prompt_id: entry}.
@@ -168,8 +189,8 @@ class ComfyUIProvider(BaseProvider):
     async def _post_quietly(self, path: str, body: dict) -> None:
         """Best-effort clean-up after a timeout; the verdict does not depend on it."""
         try:
-            await self.client.post(path, json=body, timeout=5.0)
-        except httpx.HTTPError:
+            await self._call("POST", path, json=body, timeout=5.0)
+        except TransportFailure:
             pass
 
     async def _download(self, entry: dict, outputs_dir: Path) -> list[OutputImage]:
@@ -185,17 +206,29 @@ class ComfyUIProvider(BaseProvider):
         outputs_dir.mkdir(parents=True, exist_ok=True)
         target = outputs_dir / f"{node_id}_{Path(filename).name or 'output'}"
         with transport_failures(self.endpoint, f"GET /view {filename}"):
-            async with self.client.stream("GET", "/view", params=params) as response:
-                if response.status_code != 200:
-                    return OutputImage(filename, str(target), 0, params["type"], error=f"GET /view answered {response.status_code}")
+            async with self._http().get(self.endpoint.url + "/view", params=params) as response:
+                if response.status != 200:
+                    return OutputImage(filename, str(target), 0, params["type"], error=f"GET /view answered {response.status}")
                 # Streamed to disk so a large output never sits in memory whole.
                 with target.open("wb") as fh:
-                    async for chunk in response.aiter_bytes(1 << 20):
+                    async for chunk in response.content.iter_chunked(1 << 20):
                         fh.write(chunk)
         return inspect_image(target, filename, params["type"])
 
 
-def _read_submission(response: httpx.Response) -> tuple[Classification | None, str, Classification | None]:
+@dataclass(frozen=True)
+class _Reply:
+    """A whole reply, with the names of httpx's Response that the shared classifiers read."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    text: str
+
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+
+def _read_submission(response: _Reply) -> tuple[Classification | None, str, Classification | None]:
     """(rejection, prompt_id, partial-acceptance verdict) from POST /prompt's answer."""
     try:
         body: Any = response.json()

@@ -38,13 +38,13 @@ class PromptEvents:
 
 
 class EventHub:
-    def __init__(self, base_url: str, headers: dict[str, str]) -> None:
+    def __init__(self, base_url: str, session: aiohttp.ClientSession) -> None:
         self.client_id = uuid.uuid4().hex
         self.url = base_url.replace("http", "ws", 1) + f"/ws?clientId={self.client_id}"
-        self.headers = headers
         self.connected = False
         self._prompts: dict[str, PromptEvents] = {}
-        self._session: aiohttp.ClientSession | None = None
+        self._session = session
+        """The provider's session (its headers, its connections); the provider closes it."""
         self._reader: asyncio.Task | None = None
         self._opening = asyncio.Lock()
         self._tried_at = float("-inf")
@@ -55,8 +55,6 @@ class EventHub:
             if self.connected or time.monotonic() - self._tried_at < _RECONNECT_AFTER:
                 return
             self._tried_at = time.monotonic()
-            if self._session is None:
-                self._session = aiohttp.ClientSession(headers=self.headers)
             try:
                 ws = await self._session.ws_connect(self.url, timeout=aiohttp.ClientWSTimeout(ws_close=5.0), heartbeat=30.0)
             except (aiohttp.ClientError, asyncio.TimeoutError):
@@ -105,5 +103,3 @@ class EventHub:
         if self._reader is not None:
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
