@@ -75,6 +75,7 @@ async def test_a_run_sends_the_recorded_events_and_saves_a_png_of_the_tracked_si
         assert image == {"filename": "smoke_invert_00001_.png", "subfolder": "", "type": "output"}
         png = await fetch_image(session, srv.url, image)
         assert png.size == (512, 512) and png.mode == "RGB" and png.getpixel((0, 0)) == (255, 255, 255)
+        assert json.loads(png.text["prompt"]) == SMOKE  # ComfyUI's metadata, on by default
 
 
 @pytest.mark.asyncio
@@ -143,6 +144,22 @@ async def test_a_profile_failure_rule_fails_that_class_at_execution():
         assert list(error["current_inputs"]) == ["image"]
         entry = await history(session, srv.url, body["prompt_id"])
         assert entry["status"]["messages"][-1][0] == "execution_error"
+
+
+@pytest.mark.asyncio
+async def test_saving_outside_the_output_folder_fails_like_comfyui():
+    """Seen on a real ComfyUI 0.3.64: filename_prefix "../outside/x" raises in get_save_image_path."""
+    prompt = json.loads(json.dumps(SMOKE))
+    save = next(node for node in prompt.values() if node["class_type"] == "SaveImage")
+    save["inputs"]["filename_prefix"] = "../outside/x"
+    async with running_server("stock") as srv, aiohttp.ClientSession() as session:
+        _, messages = await run(session, srv.url, prompt)
+        error = next(m for m in messages if m["type"] == "execution_error")["data"]
+        assert (error["node_type"], error["exception_type"]) == ("SaveImage", "Exception")
+        assert error["exception_message"] == ("**** ERROR: Saving image outside the output folder is not allowed.\n"
+                                              " full_output_folder: /opt/ComfyUI/outside\n         output_dir: /opt/ComfyUI/output\n"
+                                              "         commonpath: /opt/ComfyUI\n")
+        assert error["traceback"][-1] == '  File "/opt/ComfyUI/folder_paths.py", line 397, in get_save_image_path\n    raise Exception(err)\n'
 
 
 @pytest.mark.asyncio

@@ -143,12 +143,17 @@ async def test_a_run_decodes_base64_images_and_reports_runpod_timings(reference_
     assert (image.format, image.width, image.height) == ("PNG", 512, 512)
     assert record.timings.queue is not None and record.timings.execution is not None
     assert record.job_id
+    # worker-comfyui runs ComfyUI with --disable-metadata: no prompt text in the PNG, unlike a native save.
+    with Image.open(image.path) as png:
+        assert "prompt" not in png.text
 
 
 async def test_the_local_dev_api_flavour_posts_status(reference_endpoint, tmp_path):
-    srv = reference_endpoint("stock")
+    srv = reference_endpoint(Profile.builtin("stock").replace(class_seconds={"ImageInvert": 0.5}))
     record = await run(f"{srv.url}/runpod/local", SMOKE, tmp_path, flavour="local")
     assert record.classification is None and len(record.images) == 1
+    # The job runs inside POST /status: that call is its execution, not queue time (as a real SDK 1.7.13 showed).
+    assert record.timings.execution >= 0.5 and record.timings.queue < 0.2
 
 
 async def test_denrisi_is_missing_node_on_stock(reference_endpoint, tmp_path):

@@ -119,11 +119,13 @@ class RunPodProvider(BaseProvider):
         began_at: float | None = None
         interval = _POLL_INTERVAL
         while True:
+            asked = time.monotonic()
             body = await self._status(job_id, deadline)
             now = time.monotonic()
             status = body.get("status")
             if status in _FINAL:
-                begun = began_at if began_at is not None else now
+                # The dev API has no queue: the job ran inside the /status call (seen with SDK 1.7.13).
+                begun = began_at if began_at is not None else asked if self._local else now
                 return body, begun - started, now - begun
             if status == "IN_PROGRESS" and began_at is None:
                 began_at = now

@@ -193,11 +193,14 @@ def _image_saver(kind: str, compress_level: int, prefix_suffix: Callable[[], str
     def _save(call: NodeCall) -> Result:
         images = call.inputs["images"].as_kind("IMAGE")
         prefix = str(call.inputs.get("filename_prefix", "ComfyUI")) + prefix_suffix()
+        _refuse_outside(kind, prefix)
         folder, base, subfolder, counter = call.storage.next_save_path(kind, prefix)
-        info = PngImagePlugin.PngInfo()
-        info.add_text("prompt", json.dumps(dict(call.prompt)))
-        for key, value in (call.extra_data.get("extra_pnginfo") or {}).items():
-            info.add_text(key, json.dumps(value))
+        info = None
+        if call.extra_data.get("client_id") not in call.storage.without_metadata:
+            info = PngImagePlugin.PngInfo()
+            info.add_text("prompt", json.dumps(dict(call.prompt)))
+            for key, value in (call.extra_data.get("extra_pnginfo") or {}).items():
+                info.add_text(key, json.dumps(value))
         mode = "RGBA" if images.channels == 4 else "RGB"
         colour = (tuple(images.colour) * 3)[: len(mode)]
         results = []
@@ -217,6 +220,29 @@ def _image_saver(kind: str, compress_level: int, prefix_suffix: Callable[[], str
         return (), {"images": results}
 
     return save
+
+
+def _refuse_outside(kind: str, prefix: str) -> None:
+    """``folder_paths.get_save_image_path``'s check: a prefix leading out of the folder (``../x``) raises.
+
+    Real ComfyUI 0.3.64 was seen to answer ``filename_prefix: "../outside/x"`` this way; the message
+    names the recorded server's folders, as every reference traceback does.
+    """
+    root = f"/opt/ComfyUI/{kind}"
+    full = os.path.abspath(os.path.join(root, os.path.dirname(os.path.normpath(prefix))))
+    common = os.path.commonpath((root, full))
+    if common != root:
+        raise NodeFailure(
+            "Exception",
+            "**** ERROR: Saving image outside the output folder is not allowed."
+            f"\n full_output_folder: {full}\n         output_dir: {root}\n         commonpath: {common}",
+            (
+                frame("/opt/ComfyUI/nodes.py", 1590, "save_images",
+                      "full_output_folder, filename, counter, subfolder, filename_prefix = folder_paths.get_save_image_path("
+                      "filename_prefix, self.output_dir, images[0].shape[1], images[0].shape[0])"),
+                frame("/opt/ComfyUI/folder_paths.py", 397, "get_save_image_path", "raise Exception(err)"),
+            ),
+        )
 
 
 def _preview_suffix() -> str:

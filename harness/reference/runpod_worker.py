@@ -216,7 +216,9 @@ def _queue_workflow(state: ServerState, workflow: Any) -> dict:
     if not valid.accepted:
         return {"error": _validation_message(state, body)}
     # A 200 with node_errors is taken as success: the handler never looks at them.
-    state.queue.put((number, prompt_id, valid.prompt, {"client_id": uuid.uuid4().hex}, valid.outputs))
+    client_id = uuid.uuid4().hex
+    state.storage.without_metadata.add(client_id)
+    state.queue.put((number, prompt_id, valid.prompt, {"client_id": client_id}, valid.outputs))
     return {"prompt_id": prompt_id}
 
 

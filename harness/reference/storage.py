@@ -37,6 +37,9 @@ class Storage:
             Image.new("RGB", (image.width, image.height), (128, 128, 128)).save(self.dirs["input"] / image.name)
         self._listing: dict[str, list[str]] | None = None
         self.save_lock = threading.Lock()
+        self.without_metadata: set[str] = set()
+        """Client ids whose saved PNGs carry no prompt/workflow text: worker-comfyui's start.sh runs
+        ComfyUI with ``--disable-metadata`` (seen on a real 5.8.5 worker), the native server does not."""
         """Held from choosing a save's file name to writing it: with capacity > 1 workers save at once
         (in threads), and two saves must never pick the same counter."""
         self.large_output: Path | None = None
