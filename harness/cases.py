@@ -45,6 +45,8 @@ class Case:
     """Whether the case counts toward a go/no-go verdict."""
     repeat: int | None = None
     """Attempts per cell; None defers to the run's ``--repeat``."""
+    images: tuple[Path, ...] = ()
+    """Input images the workflow's LoadImage nodes name, sent with each submission under their file names."""
 
     def details(self) -> dict:
         """What matrix.json keeps of the case beside its id (``case_details``)."""
@@ -120,7 +122,14 @@ def _case_from_spec(spec: Mapping[str, Any], workflows_dir: Path, where: str) ->
         source=where,
         required=spec.get("required", True),
         repeat=spec.get("repeat"),
+        images=tuple(_input_image(workflows_dir / name, f"{where}.images[{i}]") for i, name in enumerate(spec.get("images", ()))),
     )
+
+
+def _input_image(path: Path, where: str) -> Path:
+    if not path.is_file():
+        raise ConfigError(f"{where}: no such image file {path}")
+    return path
 
 
 def cases_from_workflows(directory: Path) -> Suite:

@@ -50,6 +50,8 @@ class Endpoint:
     request: Mapping[str, Any] | None = None
     """Modal: how the app's own web endpoint is called (``path``, ``body`` template, ``response``,
     ``images``); every field left out is that of modal-examples' comfyapp."""
+    runsync: bool = False
+    """RunPod: submit with /runsync (the result in the same request when it comes within its wait)."""
     price_per_gpu_hour: float | None = None
     """What one GPU-hour of this endpoint costs; with it, cells show cost per image."""
     object_info: Path | None = None
@@ -114,6 +116,7 @@ def load_endpoints_file(path: str | Path) -> list[Endpoint]:
             flavour=spec.get("flavour", "platform"),
             request=spec.get("request"),
             price_per_gpu_hour=spec.get("price_per_gpu_hour"),
+            runsync=spec.get("runsync", False),
             object_info=_relative(path, spec.get("object_info")),
             cold_start_idle=spec.get("cold_start", {}).get("idle", Endpoint.cold_start_idle),
         )

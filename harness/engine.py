@@ -109,7 +109,7 @@ class Engine:
         provider = self.providers[endpoint_name]
         cell_dir = self.writer.cell_dir(case.id, endpoint_name)
         body_file = cell_dir / "request.json"
-        body_file.write_text(json.dumps(provider.request_body(case.workflow), indent=2), encoding="utf-8")
+        body_file.write_text(json.dumps(provider.request_body(case.workflow, case.images), indent=2), encoding="utf-8")
         catalogue = self.catalogues.get(endpoint_name)
         prediction = preflight(case.workflow, catalogue) if catalogue is not None else None
         runs = await asyncio.gather(*(self._attempt(case, endpoint_name, cell_dir, index, prediction)
@@ -127,7 +127,7 @@ class Engine:
             partial=bool(verdict and verdict.partial),
             evidence=_evidence(verdict, prediction),
             timings=record.timings,
-            repro=provider.repro(str(body_file.relative_to(self.writer.dir))),
+            repro=provider.repro(str(body_file.relative_to(self.writer.dir)), case.images),
             images=record.images,
             tags=case.tags,
             job_id=record.job_id,
@@ -145,7 +145,8 @@ class Engine:
         outputs = cell_dir / "outputs" / (f"attempt-{index:03d}" if index else "")
         budget = case.timeout or (endpoint.timeouts.queue + endpoint.timeouts.execution)
         async with self._slot(endpoint_name) as cold:
-            record = await self.providers[endpoint_name].run(case.workflow, deadline=time.monotonic() + budget, outputs_dir=outputs)
+            record = await self.providers[endpoint_name].run(case.workflow, deadline=time.monotonic() + budget, outputs_dir=outputs,
+                                                             images=case.images)
         verdict = _recover_hidden(record.classification, prediction) or check_outputs(record.images, case.outputs)
         attempt = Attempt(
             outcome=verdict.outcome if verdict else Outcome.PASSED,

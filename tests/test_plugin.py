@@ -159,3 +159,32 @@ def test_ctrl_c_mid_run_leaves_a_readable_report(project):
     finished = {c["case"]: c["outcome"] for c in data["cells"]}
     assert finished["smoke_invert"] == "passed" and "sdxl_baseline" not in finished
     assert "smoke_invert" in (project.path / "reports/latest/matrix.md").read_text()
+
+
+def test_case_input_images_reach_loadimage_where_the_provider_takes_them(project):
+    from PIL import Image
+
+    Image.new("RGB", (64, 48), (10, 200, 30)).save(project.path / "cases/in_64x48.png")
+    (project.path / "workflows/load_invert.json").write_text(json.dumps({
+        "1": {"class_type": "LoadImage", "inputs": {"image": "in_64x48.png"}},
+        "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "in"}},
+    }))
+    (project.path / "cases/inputs.yaml").write_text(
+        "cases:\n  - id: with_input\n    workflow: ../workflows/load_invert.json\n    images: [in_64x48.png]\n"
+        "    outputs: {width: 64, height: 48}\n"
+        # Vast's api-wrapper takes input images only as URLs inside the workflow.
+        "    expect: {default: passed, vast-stock: invalid_input, vast-custom: invalid_input}\n")
+    project.runpytest_subprocess("-p", "no:cacheprovider", "-k", "with_input and not vast").assert_outcomes(passed=4)
+    by = cells(matrix(project))
+    assert by[("with_input", "stock")]["images"][0]["width"] == 64
+    assert by[("with_input", "runpod-custom")]["outcome"] == "passed"
+    # Apart: the envelopes of a profile share one reference server, so a native upload would reach Vast too.
+    project.runpytest_subprocess("-p", "no:cacheprovider", "-k", "with_input and vast").assert_outcomes(passed=2)
+    assert "in_64x48.png" in cells(matrix(project))[("with_input", "vast-stock")]["evidence"]["message"]
+    assert by[("with_input", "stock")]["repro"].startswith("curl -sS -X POST http://127.0.0.1:")
+    assert "/upload/image -F image=@" in by[("with_input", "stock")]["repro"]
+    bad = project.path / "cases/inputs.yaml"
+    bad.write_text(bad.read_text().replace("images: [in_64x48.png]", "images: [nope.png]"))
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", "-k", "with_input")
+    result.stderr.fnmatch_lines(["*inputs.yaml: $.cases[[]0].images[[]0]: no such image file *nope.png"])

@@ -148,6 +148,16 @@ async def test_a_run_decodes_base64_images_and_reports_runpod_timings(reference_
         assert "prompt" not in png.text
 
 
+async def test_runsync_gets_the_result_in_the_submitting_request(reference_endpoint, tmp_path):
+    srv = reference_endpoint("stock")
+    record = await run(platform(srv), SMOKE, tmp_path, runsync=True)
+    assert record.classification is None and len(record.images) == 1
+    assert record.job_id.startswith("sync-")  # the reference names /runsync jobs so
+    assert record.timings.execution is not None and record.timings.queue is not None
+    denrisi = await run(platform(srv), DENRISI, tmp_path, runsync=True)
+    assert outcome(denrisi) is Outcome.MISSING_NODE
+
+
 async def test_the_local_dev_api_flavour_posts_status(reference_endpoint, tmp_path):
     srv = reference_endpoint(Profile.builtin("stock").replace(class_seconds={"ImageInvert": 0.5}))
     record = await run(f"{srv.url}/runpod/local", SMOKE, tmp_path, flavour="local")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import shlex
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -153,8 +153,9 @@ class BaseProvider:
             limits=httpx.Limits(max_connections=max(endpoint.max_concurrency * 2, 4), max_keepalive_connections=8),
         )
 
-    async def run(self, workflow: dict, *, deadline: float, outputs_dir: Path) -> RunRecord:
-        """Submit the workflow and wait until the endpoint is done or the monotonic ``deadline`` passes."""
+    async def run(self, workflow: dict, *, deadline: float, outputs_dir: Path, images: Sequence[Path] = ()) -> RunRecord:
+        """Submit the workflow (with the input ``images`` its LoadImage nodes name, where the endpoint
+        takes them) and wait until the endpoint is done or the monotonic ``deadline`` passes."""
         raise NotImplementedError("run")
 
     async def catalogue(self) -> Catalogue | None:
@@ -165,7 +166,7 @@ class BaseProvider:
         """What the endpoint says about itself (versions, devices), where it says anything."""
         return None
 
-    def request_body(self, workflow: dict) -> dict:
+    def request_body(self, workflow: dict, images: Sequence[Path] = ()) -> dict:
         """The JSON body that submits ``workflow``; written next to the cell for its repro."""
         raise NotImplementedError("request_body")
 
@@ -173,13 +174,16 @@ class BaseProvider:
         """The path, relative to the endpoint URL, that ``request_body`` is POSTed to."""
         raise NotImplementedError("repro_path")
 
-    def repro(self, body_file: str) -> str:
+    def repro(self, body_file: str, images: Sequence[Path] = ()) -> str:
         """A curl command that re-submits the cell's request; secrets appear as ``$VAR``."""
-        parts = ["curl", "-sS", "-X", "POST", f"{self.endpoint.public_url}{self.repro_path()}",
-                 "-H", "Content-Type: application/json"]
+        return self.curl("POST", self.repro_path(), ["-H", "Content-Type: application/json", "--data-binary", f"@{body_file}"])
+
+    def curl(self, method: str, path: str, arguments: Sequence[str]) -> str:
+        """``curl`` to the endpoint with its headers (``$VAR`` left for the shell) and these arguments."""
+        parts = ["curl", "-sS", "-X", method, f"{self.endpoint.public_url}{path}"]
         for name, value in self.endpoint.shell_headers().items():
             parts += ["-H", f"{name}: {value}"]
-        parts += ["--data-binary", f"@{body_file}"]
+        parts += arguments
         # Header values keep "$VAR" for the shell to expand, so they are double-quoted, not shlex-quoted.
         return " ".join(f'"{p}"' if "$" in p else shlex.quote(p) for p in parts)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,7 +74,7 @@ class ComfyUIProvider(BaseProvider):
             async with self._http().request(method, self.endpoint.url + path, **kwargs, **options) as response:
                 return _Reply(response.status, response.headers, await response.text(errors="replace"))
 
-    def request_body(self, workflow: dict) -> dict:
+    def request_body(self, workflow: dict, images: Sequence[Path] = ()) -> dict:
         return {"prompt": workflow}
 
     def repro_path(self) -> str:
@@ -103,12 +103,16 @@ class ComfyUIProvider(BaseProvider):
             "devices": [d.get("name") for d in stats.get("devices", []) if isinstance(d, dict)],
         }
 
-    async def run(self, workflow: dict, *, deadline: float, outputs_dir: Path) -> RunRecord:
+    async def run(self, workflow: dict, *, deadline: float, outputs_dir: Path, images: Sequence[Path] = ()) -> RunRecord:
         started = time.monotonic()
         hub = self._events()
         await hub.ensure()
         prompt_id = ""
         try:
+            for image in images:
+                refused = await self._upload(image)
+                if refused is not None:
+                    return RunRecord(refused, timings=Timings(total=time.monotonic() - started))
             response = await self._call("POST", "/prompt", json={**self.request_body(workflow), "client_id": hub.client_id})
             rejected, prompt_id, partial = _read_submission(response)
             if rejected is not None:
@@ -125,6 +129,21 @@ class ComfyUIProvider(BaseProvider):
             return RunRecord(exc.classification, timings=Timings(total=time.monotonic() - started))
         finally:
             hub.forget(prompt_id)
+
+    async def _upload(self, image: Path) -> Classification | None:
+        """POST /upload/image, as the UI does for a LoadImage file; a refusal is the cell's outcome."""
+        form = aiohttp.FormData()
+        form.add_field("image", image.read_bytes(), filename=image.name, content_type="image/png")
+        form.add_field("overwrite", "true")
+        response = await self._call("POST", "/upload/image", data=form)
+        if response.status_code == 200:
+            return None
+        return failure(Outcome.INVALID_INPUT, f"POST /upload/image refused {image.name}: HTTP {response.status_code} {response.text[:200]}",
+                       http_status=response.status_code)
+
+    def repro(self, body_file: str, images: Sequence[Path] = ()) -> str:
+        uploads = [self.curl("POST", "/upload/image", ["-F", f"image=@{image}", "-F", "overwrite=true"]) for image in images]
+        return " && ".join([*uploads, super().repro(body_file)])
 
     def _events(self) -> EventHub:
         if self._hub is None:

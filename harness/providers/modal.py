@@ -26,7 +26,7 @@ import base64
 import binascii
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,19 +68,20 @@ class ModalProvider(BaseProvider):
         self.sends_workflow = WORKFLOW in json.dumps(self.request["body"])
         """False for a prompt-only app such as comfyapp: it runs its own baked-in workflow, not the case's."""
 
-    def request_body(self, workflow: dict) -> Any:
+    def request_body(self, workflow: dict, images: Sequence[Path] = ()) -> Any:
         # A workflow without a positive prompt still runs on a prompt-only app: its own workflow does.
+        # Input images have no place in an app-defined body.
         return _fill(self.request["body"], workflow, positive_prompt(workflow) or "")
 
     def repro_path(self) -> str:
         return self.request["path"]
 
-    def repro(self, body_file: str) -> str:
+    def repro(self, body_file: str, images: Sequence[Path] = ()) -> str:
         # -L follows Modal's 303s past 150 s; an image reply goes to a file, not the terminal.
         output = " -o modal-output" if self.request["response"] == "bytes" else ""
         return super().repro(body_file).replace("curl -sS", f"curl -sS -L{output}", 1)
 
-    async def run(self, workflow: dict, *, deadline: float, outputs_dir: Path) -> RunRecord:
+    async def run(self, workflow: dict, *, deadline: float, outputs_dir: Path, images: Sequence[Path] = ()) -> RunRecord:
         started = time.monotonic()
         redirects: list[str] = []
         try:

@@ -22,7 +22,7 @@ import dataclasses
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,8 @@ __all__ = ["RunPodProvider", "classify_error"]
 _POLL_INTERVAL = 0.05
 _POLL_INTERVAL_MAX = 1.0
 _FINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
+_RUNSYNC_WAIT_S = 90.0
+"""How long a /runsync request is held at most (RunPod's default); past it the job is polled."""
 _POLICY_MIN_MS, _POLICY_MAX_MS = 5_000, 7 * 86_400_000
 """The platform's range for ``policy.executionTimeout``."""
 
@@ -79,22 +81,30 @@ class RunPodProvider(BaseProvider):
     def _local(self) -> bool:
         return self.endpoint.flavour == "local"
 
-    def request_body(self, workflow: dict) -> dict:
+    def request_body(self, workflow: dict, images: Sequence[Path] = ()) -> dict:
+        job_input: dict[str, Any] = {"workflow": workflow}
+        if images:
+            # worker-comfyui uploads these to ComfyUI's input/ under their names before queueing.
+            job_input["images"] = [{"name": p.name, "image": base64.b64encode(p.read_bytes()).decode()} for p in images]
         if self._local:
-            return {"input": {"workflow": workflow}}
+            return {"input": job_input}
         # The platform ends the job itself past this (and stops billing), even if the harness is gone.
         ms = min(max(round(self.endpoint.timeouts.execution * 1000), _POLICY_MIN_MS), _POLICY_MAX_MS)
-        return {"input": {"workflow": workflow}, "policy": {"executionTimeout": ms}}
+        return {"input": job_input, "policy": {"executionTimeout": ms}}
 
     def repro_path(self) -> str:
         # /runsync answers with the result in one request, which is what a reproduction wants.
         return "/runsync"
 
-    async def run(self, workflow: dict, *, deadline: float, outputs_dir: Path) -> RunRecord:
+    async def run(self, workflow: dict, *, deadline: float, outputs_dir: Path, images: Sequence[Path] = ()) -> RunRecord:
         started = time.monotonic()
         try:
-            job_id = await self._submit(workflow)
-            waited = await self._wait(job_id, started, deadline)
+            answer = await self._submit(self.request_body(workflow, images), deadline)
+            job_id = str(answer["id"])
+            if answer.get("status") in _FINAL:  # /runsync answered with the result itself
+                waited = (answer, 0.0, time.monotonic() - started)
+            else:
+                waited = await self._wait(job_id, started, deadline)
             if isinstance(waited, Classification):
                 return RunRecord(waited, timings=Timings(total=time.monotonic() - started), job_id=job_id)
             body, queue_s, exec_s = waited
@@ -105,13 +115,18 @@ class RunPodProvider(BaseProvider):
         except TransportFailure as exc:
             return RunRecord(exc.classification, timings=Timings(total=time.monotonic() - started))
 
-    async def _submit(self, workflow: dict) -> str:
-        with transport_failures(self.endpoint, "POST /run"):
-            response = await self.client.post("/run", json=self.request_body(workflow))
-        body = _json(response, "POST /run")
-        if not isinstance(body, Mapping) or not body.get("id"):
-            raise TransportFailure(failure(Outcome.PROTOCOL_ERROR, f"POST /run answered without a job id: {response.text[:200]}", http_status=response.status_code))
-        return str(body["id"])
+    async def _submit(self, body: dict, deadline: float) -> Mapping[str, Any]:
+        """POST /run (or /runsync, which holds the request until the job ends or its wait is over)."""
+        path, options = "/run", {}
+        if self.endpoint.runsync:
+            wait_s = max(min(_RUNSYNC_WAIT_S, deadline - time.monotonic()), 1.0)
+            path, options = "/runsync", {"params": {"wait": round(wait_s * 1000)}, "timeout": wait_s + 10.0}
+        with transport_failures(self.endpoint, f"POST {path}"):
+            response = await self.client.post(path, json=body, **options)
+        answer = _json(response, f"POST {path}")
+        if not isinstance(answer, Mapping) or not answer.get("id"):
+            raise TransportFailure(failure(Outcome.PROTOCOL_ERROR, f"POST {path} answered without a job id: {response.text[:200]}", http_status=response.status_code))
+        return answer
 
     async def _wait(self, job_id: str, started: float, deadline: float):
         """Poll until a final status: (status body, queue s, execution s) as observed, or a timeout verdict."""

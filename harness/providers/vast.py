@@ -27,7 +27,7 @@ import dataclasses
 import json
 import shlex
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -90,7 +90,9 @@ class VastProvider(BaseProvider):
     def _flavour(self) -> str:
         return "route" if self.endpoint.flavour == "platform" else self.endpoint.flavour
 
-    def request_body(self, workflow: dict) -> dict:
+    def request_body(self, workflow: dict, images: Sequence[Path] = ()) -> dict:
+        # The api-wrapper has no input images field (it ignores RunPod's): images reach it only as
+        # URLs inside the workflow, which it downloads into input/ (providers.md, Vast (f)).
         payload = {"input": {"request_id": "", "workflow_json": workflow, "return_outputs_as_base64": True}}
         if self._flavour == "wrapper":
             return payload
@@ -100,7 +102,7 @@ class VastProvider(BaseProvider):
     def repro_path(self) -> str:
         return "/generate/sync"
 
-    def repro(self, body_file: str) -> str:
+    def repro(self, body_file: str, images: Sequence[Path] = ()) -> str:
         """Through the route service it takes two steps: ask /route/ for a worker and its signature, then
         post the request with them as ``auth_data`` (jq joins the two)."""
         if self._flavour != "route":
@@ -124,7 +126,7 @@ class VastProvider(BaseProvider):
     def _unsigned(self) -> dict:
         return {"cost": COST, "endpoint": self.endpoint.name, "reqnum": 0, "request_idx": 0, "signature": "", "url": self.endpoint.url}
 
-    async def run(self, workflow: dict, *, deadline: float, outputs_dir: Path) -> RunRecord:
+    async def run(self, workflow: dict, *, deadline: float, outputs_dir: Path, images: Sequence[Path] = ()) -> RunRecord:
         started = time.monotonic()
         try:
             body = self.request_body(workflow)
