@@ -19,6 +19,7 @@ POST /interrupt without a prompt_id interrupts every running prompt, with one on
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -80,12 +81,19 @@ class Executor:
         shared_cache = profile.capacity == 1
         self.workers = [Worker(i, NodeCache() if shared_cache else None) for i in range(profile.capacity)]
         self._latency_rng = profile.rng("latency")
+        # Output nodes write files off the event loop, one thread per prompt slot: asyncio's default
+        # pool (6 threads on 2 cores) would queue the saves of 16 prompts finishing together.
+        self._savers = concurrent.futures.ThreadPoolExecutor(max_workers=profile.capacity, thread_name_prefix="reference-save")
         self._error_rng = profile.rng("execution_error")
 
     @property
     def cache(self) -> NodeCache:
         """The first worker's cache (the only one at capacity 1)."""
         return self.workers[0].cache
+
+    def close(self) -> None:
+        """Stop the save threads (a save under way finishes first: its file must not be half-written)."""
+        self._savers.shutdown(wait=True)
 
     def interrupt(self, prompt_id: str | None = None) -> None:
         """``nodes.interrupt_processing()``: the running node stops; the flag is cleared by the next prompt.
@@ -200,7 +208,8 @@ class Executor:
                 run.fail_next = False
                 raise NodeFailure(self.profile.inject.exception_type, self.profile.inject.exception_message)
             try:
-                outputs, ui = await asyncio.to_thread(run_node, call) if node.output_node else run_node(call)
+                outputs, ui = (await asyncio.get_running_loop().run_in_executor(self._savers, run_node, call)
+                               if node.output_node else run_node(call))
             except (NodeFailure, Interrupted):
                 raise
             except Exception as exc:  # noqa: BLE001 - ComfyUI reports any node exception; the worker lives on

@@ -63,6 +63,7 @@ class ServerState:
         with contextlib.suppress(asyncio.CancelledError):
             await self._worker
         await self.hub.close()
+        self.executor.close()
         self.storage.close()
 
 
