@@ -18,6 +18,7 @@ import pytest
 from harness.cases import Case, Suite, cases_from_workflows, load_case_files
 from harness.cells import Cell
 from harness.conclusions import conclude, summary_lines
+from harness.drift import load_run
 from harness.endpoints import Endpoint, VerdictSpec, load_endpoints_file, load_verdict_spec, parse_endpoint_option
 from harness.engine import Engine, EngineThread
 from harness.errors import ConfigError, HarnessError
@@ -295,6 +296,8 @@ class CompatRun:
         for role, name in zip(("baseline", "candidate"), migration or (), strict=False):
             if name not in names:
                 raise ConfigError(f"--{role} {name!r}: no such endpoint (endpoints: {', '.join(names)})")
+        if self.settings.compare_to not in (None, "previous"):
+            load_run(self.settings.compare_to)  # a wrong directory is a one-line error now, not after the run
         return self._suite.cases, names
 
     def migration(self) -> tuple[str, str] | None:

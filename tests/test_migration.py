@@ -113,3 +113,10 @@ def test_drift_a_class_disappears_then_comes_back(project):
     assert drift["endpoints"]["ref"]["classes_appeared"] == ["FluxResolutionNode"]
     assert [(c["case"], c["outcome"], c["previous"]) for c in drift["cells"]["fixed"]] == [("denrisi_zimage", "passed", "missing_node")]
     assert drift["cells"]["new_failures"] == []
+
+
+def test_a_compare_to_without_a_run_is_a_usage_error_before_any_cell(project):
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", "--compare-to=reports/nope")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*reports/nope: no matrix.json here (expected a reports/<run-id> directory)"])
+    assert not (project.path / "reports/latest").exists()
