@@ -15,6 +15,8 @@ from typing import Any
 
 from harness.drift import compare_runs, previous_run
 from harness.errors import ConfigError
+from harness.report.allure_meta import write_allure_metadata
+from harness.report.markdown import step_summary
 from harness.report.matrix import MatrixWriter
 from harness.verdict import Budgets, Waiver, decide, undecidable
 
@@ -43,9 +45,6 @@ def drift_against(writer: MatrixWriter, compare_to: str) -> dict[str, Any] | Non
 def conclude(writer: MatrixWriter, *, migration: tuple[str, str] | None, budgets: Budgets = Budgets(),
              compare_to: str | None = None, alluredir: str | None = None) -> dict[str, Any] | None:
     """Add the verdict and drift to the run's matrix and publish it; returns the verdict, if asked for."""
-    from harness.report.allure_meta import write_allure_metadata
-    from harness.report.markdown import step_summary
-
     sections: dict[str, Any] = {}
     if migration is not None:
         sections["verdict"] = verdict_of(writer.matrix, *migration, budgets=budgets)

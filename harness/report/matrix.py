@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.cells import Cell
 from harness.endpoints import Endpoint
+from harness.fingerprint import write_fingerprint
 from harness.outcomes import Outcome
 from harness.report.html import render_html
 from harness.report.markdown import render_markdown
@@ -105,8 +106,7 @@ class MatrixWriter:
         fingerprint_file = None
         if fingerprint is not None:
             fingerprint_file = f"fingerprints/{_safe(endpoint.name)}.json"
-            (self.dir / "fingerprints").mkdir(exist_ok=True)
-            _atomic_write(self.dir / fingerprint_file, json.dumps(fingerprint, sort_keys=True))
+            write_fingerprint(self.dir / fingerprint_file, fingerprint)
         with self._lock:
             self.matrix["endpoints"].append({
                 "name": endpoint.name, "kind": endpoint.kind, "url": endpoint.public_url,
