@@ -133,7 +133,12 @@ class ModalProvider(BaseProvider):
             body = response.json()
         except ValueError:
             return failure(Outcome.PROTOCOL_ERROR, f"HTTP 200 from {doing} is not JSON: {response.text[:200]}"), []
-        refs = _pluck(body, self.request["images"].split("."))
+        path = self.request["images"].split(".")
+        if not isinstance(body, dict) or path[0] not in body:
+            # Not the reply the configured mapping describes (another app, or a wrong `images` path);
+            # an app that ran and made nothing still answers the key, with nothing under it.
+            return failure(Outcome.PROTOCOL_ERROR, f"HTTP 200 from {doing} is not an object with {path[0]!r}: {response.text[:200]}"), []
+        refs = _pluck(body, path)
         if not refs:
             return failure(Outcome.OUTPUT_INVALID, f"the reply of {doing} has no images at {self.request['images']!r}: {response.text[:200]}"), []
         return None, [await self._image(i, ref, outputs_dir) for i, ref in enumerate(refs)]
