@@ -60,9 +60,26 @@ def conclude(writer: MatrixWriter, *, migration: tuple[str, str] | None, budgets
     return sections.get("verdict")
 
 
+def _figures_line(cell: Mapping[str, Any]) -> str | None:
+    """``case@endpoint: 96/100 passed (95% CI 90–98%), p95 1.2 s, $0.0012/image`` for repeated or priced cells."""
+    stats, cost = cell.get("stats") or {}, cell.get("cost") or {}
+    if (stats.get("attempts") or 1) <= 1 and not cost:
+        return None
+    parts = []
+    if stats.get("attempts", 1) > 1:
+        lo, hi = stats["wilson95"]
+        parts.append(f"{stats['passed']}/{stats['attempts']} passed (95% CI {lo:.0%}–{hi:.0%})")
+    p95 = ((stats.get("latency") or {}).get("total") or {}).get("p95")
+    if p95 is not None:
+        parts.append(f"p95 {p95:.2f} s")
+    if cost.get("per_image") is not None:
+        parts.append(f"${cost['per_image']:.4f}/image")
+    return f"{cell['case']}@{cell['endpoint']}: " + ", ".join(parts)
+
+
 def summary_lines(matrix: Mapping[str, Any]) -> list[str]:
-    """The verdict and drift in a few terminal lines."""
-    lines: list[str] = []
+    """Repeated or priced cells' figures, the verdict and the drift, in a few terminal lines."""
+    lines = [line for cell in matrix.get("cells", []) if (line := _figures_line(cell))]
     verdict = matrix.get("verdict")
     if verdict:
         lines.append(f"verdict: {verdict['summary']} (exit {verdict['exit_code']})")

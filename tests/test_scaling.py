@@ -30,6 +30,7 @@ def test_a_100_repeat_run_reports_the_injected_rates_latency_and_cost(project, f
         f"endpoints:\n  flaky:\n    url: {flaky_endpoint}\n    max_concurrency: 8\n    price_per_gpu_hour: 2.5\n")
     result = project.runpytest_subprocess("-p", "no:cacheprovider", "-k", "smoke", "--endpoints-file=endpoints.yaml", "--repeat=100")
     result.assert_outcomes(passed=1)  # the typical outcome of the cell is still `passed`
+    result.stdout.fnmatch_lines(["smoke_invert@flaky: 9?/100 passed (95% CI *), p95 * s, $*/image"])
     data = matrix(project)
     assert data["run"]["repeat"] == 100
     cell = cells(data)[("smoke_invert", "flaky")]
