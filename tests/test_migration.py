@@ -44,6 +44,15 @@ def test_stock_to_custom_is_go(project):
     assert result.ret == 0
     verdict = matrix(project)["verdict"]
     assert (verdict["decision"], verdict["blockers"], verdict["passed"]) == ("GO", [], ["smoke_invert", "sdxl_baseline"])
+    # The same run against a latency budget no cell can meet, and one no run can measure (no price).
+    run_dir = str(project.path / "reports/latest")
+    slow = comfy_compat("verdict", run_dir, "--baseline", "stock", "--candidate", "custom", "--budget", "p95_seconds=0.000001", cwd=project.path)
+    assert slow.returncode == 1 and "over budget: p95_seconds" in slow.stdout
+    unpriced = comfy_compat("verdict", run_dir, "--baseline", "stock", "--candidate", "custom", "--budget", "cost_per_image=1", cwd=project.path)
+    assert unpriced.returncode == 1 and "cost_per_image unknown (budget 1)" in unpriced.stdout
+    typo = comfy_compat("verdict", run_dir, "--baseline", "stock", "--candidate", "custom", "--budget", "p59=1", cwd=project.path)
+    assert typo.returncode == 2 and typo.stderr.strip() == (
+        "comfy-compat: --budget 'p59=1': metric must be one of success_rate, p95_seconds, cost_per_image")
 
 
 def test_a_waiver_holds_until_it_expires(project):
