@@ -99,6 +99,7 @@ def decide(
     waived: list[dict] = []
     undecided: list[dict] = []
     passed: list[str] = []
+    baseline_failures: list[dict] = []
     budget_rows: list[dict] = []
     for case in required:
         base, cand = cells.get((case, baseline)), cells.get((case, candidate))
@@ -108,7 +109,9 @@ def decide(
                 undecided.append({"case": case, "reason": f"baseline {baseline} {why}".rstrip(": ")})
             continue
         if base["outcome"] != Outcome.PASSED.value:
-            continue  # fails on the baseline already: the migration does not make it worse
+            # Fails on the baseline already: the migration does not make it worse.
+            baseline_failures.append({"case": case, "baseline_outcome": base["outcome"]})
+            continue
         if cand is not None and cand["outcome"] == Outcome.PASSED.value:
             rows = _budget_rows(case, cand, budgets)
             budget_rows += rows
@@ -135,6 +138,7 @@ def decide(
         "waived": waived,
         "undecided": undecided,
         "passed": passed,
+        "baseline_failures": baseline_failures,
         "budgets": budget_rows,
         "decided_on": today.isoformat(),
     }
@@ -251,4 +255,4 @@ def undecidable(baseline: str, candidate: str, reason: str) -> dict[str, Any]:
     """The verdict of a run that cannot be judged at all (an endpoint missing from it, say)."""
     return {"decision": "UNDECIDABLE", "exit_code": EXIT_CODES["UNDECIDABLE"], "baseline": baseline, "candidate": candidate,
             "summary": f"UNDECIDABLE: {reason}", "blockers": [], "waived": [], "undecided": [{"case": None, "reason": reason}],
-            "passed": [], "budgets": [], "decided_on": dt.date.today().isoformat()}
+            "passed": [], "baseline_failures": [], "budgets": [], "decided_on": dt.date.today().isoformat()}

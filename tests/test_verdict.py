@@ -30,6 +30,7 @@ def test_go_when_everything_the_baseline_runs_runs_on_the_candidate():
     m = matrix(cell("a", "old"), cell("a", "new"), cell("b", "old", "missing_node"), cell("b", "new", "missing_node"))
     v = decide(m, "old", "new", today=TODAY)
     assert (v["decision"], v["exit_code"], v["passed"], v["blockers"]) == ("GO", 0, ["a"], [])
+    assert v["baseline_failures"] == [{"case": "b", "baseline_outcome": "missing_node"}]
 
 
 def test_a_product_failure_on_the_candidate_blocks_with_the_pack_to_install():
