@@ -198,6 +198,9 @@ def _discard_passed_outputs(runs: list[tuple[Attempt, RunRecord, Classification 
         if record is not keep and attempt.outcome is Outcome.PASSED:
             for image in record.images:
                 Path(image.path).unlink(missing_ok=True)
+            for folder in {Path(image.path).parent for image in record.images if image.path}:
+                with contextlib.suppress(OSError):  # an attempt's own folder, once empty
+                    folder.rmdir()
 
 
 def _evidence(verdict: Classification | None, prediction: Classification | None) -> dict:
