@@ -47,7 +47,7 @@ def test_a_100_repeat_run_reports_the_injected_rates_latency_and_cost(project, f
     latency = stats["latency"]
     assert 0 < latency["total"]["p50"] <= latency["total"]["p95"] <= latency["total"]["max"]
     assert latency["execution"]["p50"] > 0 and latency["queue"] is not None
-    # Passed repeats' outputs go once checked: the cell's own image and the failures' folders stay.
+    # Passed repeats' outputs go once checked: only the cell's own image stays (in an attempt folder if not the first's).
     outputs = project.path / "reports/latest/cells/smoke_invert@flaky/outputs"
     assert len(list(outputs.rglob("*.png"))) == 1 and len(list(outputs.glob("attempt-*"))) <= 1
     cost = cell["cost"]
