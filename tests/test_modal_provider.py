@@ -94,22 +94,6 @@ async def test_an_endless_redirect_chain_stops_at_the_deadline(reference_endpoin
     assert record.extra["redirects"] >= 2 and record.timings.total < 2.0
 
 
-async def test_proxy_auth(reference_endpoint, tmp_path, monkeypatch):
-    monkeypatch.setenv("COMFY_REFERENCE_MODAL_KEY", "wk-1")
-    monkeypatch.setenv("COMFY_REFERENCE_MODAL_SECRET", "ws-1")
-    srv = reference_endpoint("stock")
-    monkeypatch.setenv("MODAL_SECRET", "wrong")
-    headers = {"Modal-Key": "wk-1", "Modal-Secret": "${MODAL_SECRET}"}
-    refused = await run(app_url(srv), SDXL, tmp_path, headers=headers)
-    assert outcome(refused) is Outcome.AUTH_ERROR and refused.classification.evidence.http_status == 401
-    monkeypatch.setenv("MODAL_SECRET", "ws-1")
-    assert outcome(await run(app_url(srv), SDXL, tmp_path, headers=headers)) is Outcome.PASSED
-
-
-async def test_nothing_listening_is_unreachable(tmp_path):
-    assert outcome(await run("http://127.0.0.1:9", SDXL, tmp_path)) is Outcome.UNREACHABLE
-
-
 def test_the_comfyapp_body_is_the_positive_prompt():
     provider = ModalProvider(Endpoint("m", "http://127.0.0.1:9", kind="modal"))
     assert provider.request_body(SDXL) == {"prompt": positive_prompt(SDXL)} and positive_prompt(SDXL).startswith("a lighthouse")

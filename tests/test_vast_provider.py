@@ -166,16 +166,12 @@ async def test_a_preview_only_workflow_is_output_invalid(reference_endpoint, tmp
     assert outcome(await run(routed(reference_endpoint("stock")), PREVIEW, tmp_path)) is Outcome.OUTPUT_INVALID
 
 
-async def test_a_wrong_api_key_and_an_unsigned_request_are_auth_errors(reference_endpoint, tmp_path, monkeypatch):
+async def test_an_unsigned_request_to_a_secured_worker_is_auth_error(reference_endpoint, tmp_path, monkeypatch):
+    """The route service's key is in test_provider_contract.py; a worker checks the signature itself."""
     monkeypatch.setenv("COMFY_REFERENCE_VAST_API_KEY", "right")
-    monkeypatch.setenv("VAST_API_KEY", "wrong")
     srv = reference_endpoint("stock")
-    headers = {"Authorization": "Bearer ${VAST_API_KEY}"}
-    assert outcome(await run(routed(srv), SMOKE, tmp_path, headers=headers)) is Outcome.AUTH_ERROR
     unsigned = await run(f"{srv.url}/vast/worker", SMOKE, tmp_path, flavour="worker")
     assert outcome(unsigned) is Outcome.AUTH_ERROR and unsigned.classification.evidence.http_status == 401
-    monkeypatch.setenv("VAST_API_KEY", "right")
-    assert outcome(await run(routed(srv), SMOKE, tmp_path, headers=headers)) is Outcome.PASSED
 
 
 async def test_the_routed_repro_asks_the_route_service_then_posts_signed(reference_endpoint, tmp_path, monkeypatch):
@@ -201,10 +197,6 @@ async def test_a_full_worker_queue_is_rate_limited(reference_endpoint, tmp_path,
     await asyncio.sleep(0.3)
     second = await run(routed(srv), SMOKE, tmp_path / "second")
     assert outcome(second) is Outcome.RATE_LIMITED and outcome(await first) is Outcome.PASSED
-
-
-async def test_nothing_listening_is_unreachable(tmp_path):
-    assert outcome(await run("http://127.0.0.1:9/my-comfy", SMOKE, tmp_path)) is Outcome.UNREACHABLE
 
 
 def _normalised(body):
