@@ -188,8 +188,9 @@ def _recover_hidden(verdict: Classification | None, prediction: Classification |
     if verdict is None or not verdict.hidden or prediction is None or prediction.outcome is not Outcome.MISSING_NODE:
         return verdict
     message = f"{prediction.evidence.message} (the provider hid ComfyUI's reason; the endpoint's catalogue proves it)"
-    return dataclasses.replace(prediction, evidence=dataclasses.replace(prediction.evidence, message=message,
-                                                                          http_status=verdict.evidence.http_status))
+    # Still ``hidden``: the reason was recovered from the catalogue, not heard from the endpoint.
+    return dataclasses.replace(prediction, hidden=True, evidence=dataclasses.replace(
+        prediction.evidence, message=message, http_status=verdict.evidence.http_status))
 
 
 def _discard_passed_outputs(runs: list[tuple[Attempt, RunRecord, Classification | None]], keep: RunRecord) -> None:
@@ -212,11 +213,12 @@ def _evidence(verdict: Classification | None, prediction: Classification | None)
     if verdict is None:
         return {}
     evidence = verdict.evidence.to_dict()
-    if verdict.outcome is Outcome.MISSING_NODE and prediction is not None and prediction.outcome is Outcome.MISSING_NODE:
+    # A verdict recovered from the catalogue (hidden) already is the prediction, with its own message.
+    if (verdict.outcome is Outcome.MISSING_NODE and not verdict.hidden
+            and prediction is not None and prediction.outcome is Outcome.MISSING_NODE):
         predicted = prediction.evidence.to_dict()
         for key in ("missing_classes", "packages", "message"):
-            # A message recovered from the catalogue already starts with the prediction's and says so.
-            if predicted.get(key) and not (key == "message" and evidence[key].startswith(predicted[key])):
+            if predicted.get(key):
                 evidence[key] = predicted[key]
     return evidence
 

@@ -247,8 +247,11 @@ def _pack_remedies(evidence: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _unique(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    seen: set[str] = set()
-    return [i for i in items if not (i["text"] in seen or seen.add(i["text"]))]
+    """The first remedy of each text: two node errors can call for the same thing."""
+    by_text: dict[str, dict[str, Any]] = {}
+    for item in items:
+        by_text.setdefault(item["text"], item)
+    return list(by_text.values())
 
 
 def undecidable(baseline: str, candidate: str, reason: str) -> dict[str, Any]:

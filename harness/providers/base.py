@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import shlex
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -93,9 +94,9 @@ def failure(outcome: Outcome, message: str, *, http_status: int | None = None) -
     return Classification(outcome, False, Evidence(message=message, http_status=http_status))
 
 
-def with_retry_after(verdict: Classification | None, response: httpx.Response) -> Classification | None:
-    """A ``rate_limited`` verdict with the reply's ``Retry-After``, which every provider's 429 may carry."""
-    value = response.headers.get("Retry-After")
+def with_retry_after(verdict: Classification | None, headers: Mapping[str, str]) -> Classification | None:
+    """A ``rate_limited`` verdict with the reply's ``Retry-After`` header, which every provider's 429 may carry."""
+    value = headers.get("Retry-After")
     if verdict is None or verdict.outcome is not Outcome.RATE_LIMITED or not value:
         return verdict
     evidence = dataclasses.replace(verdict.evidence, message=f"{verdict.evidence.message} (Retry-After: {value})", retry_after=value)
@@ -144,13 +145,16 @@ class BaseProvider:
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
-        t = endpoint.timeouts
-        self.client = httpx.AsyncClient(
-            base_url=endpoint.url,
-            headers=endpoint.resolved_headers(),
-            timeout=httpx.Timeout(30.0, connect=t.connect),
+
+    @functools.cached_property
+    def client(self) -> httpx.AsyncClient:
+        """Made on first use: the native provider talks aiohttp and never needs one."""
+        return httpx.AsyncClient(
+            base_url=self.endpoint.url,
+            headers=self.endpoint.resolved_headers(),
+            timeout=httpx.Timeout(30.0, connect=self.endpoint.timeouts.connect),
             # Few idle connections kept: httpcore checks every idle one on each request (~0.06 ms apiece).
-            limits=httpx.Limits(max_connections=max(endpoint.max_concurrency * 2, 4), max_keepalive_connections=8),
+            limits=httpx.Limits(max_connections=max(self.endpoint.max_concurrency * 2, 4), max_keepalive_connections=8),
         )
 
     async def run(self, workflow: dict, *, deadline: float, outputs_dir: Path, images: Sequence[Path] = ()) -> RunRecord:
@@ -188,7 +192,8 @@ class BaseProvider:
         return " ".join(f'"{p}"' if "$" in p else shlex.quote(p) for p in parts)
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        if "client" in self.__dict__:  # made, so open
+            await self.client.aclose()
 
     async def __aenter__(self) -> BaseProvider:
         return self

@@ -253,7 +253,7 @@ def _read_submission(response: _Reply) -> tuple[Classification | None, str, Clas
         body: Any = response.json()
     except ValueError:
         body = response.text
-    verdict = with_retry_after(classify_prompt_response(response.status_code, body), response)
+    verdict = with_retry_after(classify_prompt_response(response.status_code, body), response.headers)
     if response.status_code != 200 or not isinstance(body, dict) or "prompt_id" not in body:
         return verdict or failure(Outcome.PROTOCOL_ERROR, f"POST /prompt answered {response.status_code} without a prompt_id", http_status=response.status_code), "", None
     # A 200 with node_errors ran only some outputs: classified by its node_errors, never passed.

@@ -117,7 +117,7 @@ class ModalProvider(BaseProvider):
         if status in (401, 403):
             return failure(Outcome.AUTH_ERROR, f"HTTP {status} from {doing}: the credentials were refused", http_status=status), []
         if status == 429:
-            return with_retry_after(failure(Outcome.RATE_LIMITED, f"HTTP 429 from {doing}: rate limited", http_status=status), response), []
+            return with_retry_after(failure(Outcome.RATE_LIMITED, f"HTTP 429 from {doing}: rate limited", http_status=status), response.headers), []
         if status >= 500:
             ran = "" if self.sends_workflow else "; the app ran its own baked-in workflow with the case's prompt text, not the case's workflow"
             return failure(Outcome.SERVER_ERROR, f"HTTP {status} from {doing}: {response.text[:200]!r}: the app does not say why "

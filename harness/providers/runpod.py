@@ -231,7 +231,7 @@ def _json(response: httpx.Response, doing: str) -> Any:
     if status in (401, 403):
         raise TransportFailure(failure(Outcome.AUTH_ERROR, f"HTTP {status} from {doing}: RunPod refused the API key", http_status=status))
     if status == 429:
-        raise TransportFailure(with_retry_after(failure(Outcome.RATE_LIMITED, f"HTTP 429 from {doing}: over RunPod's rate limit", http_status=status), response))
+        raise TransportFailure(with_retry_after(failure(Outcome.RATE_LIMITED, f"HTTP 429 from {doing}: over RunPod's rate limit", http_status=status), response.headers))
     if status >= 500:
         raise TransportFailure(failure(Outcome.SERVER_ERROR, f"HTTP {status} from {doing}: {response.text[:200]}", http_status=status))
     try:

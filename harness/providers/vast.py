@@ -165,7 +165,7 @@ class VastProvider(BaseProvider):
             if status in (401, 403):
                 raise TransportFailure(failure(Outcome.AUTH_ERROR, f"HTTP {status} from POST /route/: the route service refused the API key", http_status=status))
             if status == 429:
-                raise TransportFailure(with_retry_after(failure(Outcome.RATE_LIMITED, "HTTP 429 from POST /route/", http_status=status), response))
+                raise TransportFailure(with_retry_after(failure(Outcome.RATE_LIMITED, "HTTP 429 from POST /route/", http_status=status), response.headers))
             try:
                 body = response.json()
             except ValueError:
@@ -189,7 +189,7 @@ class VastProvider(BaseProvider):
         except ValueError:
             result = None
         result = result if isinstance(result, Mapping) else {}
-        verdict = with_retry_after(classify_result(response.status_code, result, response.text), response)
+        verdict = with_retry_after(classify_result(response.status_code, result, response.text), response.headers)
         if verdict is not None:
             return verdict, [], result
         outputs = result.get("output") if isinstance(result.get("output"), list) else []
