@@ -4,6 +4,9 @@ the same matrix as one process; ``--cold-start`` times the endpoint's first requ
 
 from __future__ import annotations
 
+import time
+
+import httpx
 import pytest
 
 from conftest import cells, matrix
@@ -83,12 +86,23 @@ def test_xdist_workers_write_one_matrix_equal_to_a_single_process_run(project):
 
 def test_cold_start_waits_the_idle_period_and_times_the_first_request_apart(project, reference_endpoint):
     url = reference_endpoint().url
+    idle = 3.0
     (project.path / "endpoints.yaml").write_text(
-        f"endpoints:\n  ref:\n    url: {url}\n    cold_start: {{idle: 0.5}}\n")
+        f"endpoints:\n  ref:\n    url: {url}\n    cold_start: {{idle: {idle}}}\n")
+    launched_ms = time.time() * 1000
     result = project.runpytest_subprocess("-p", "no:cacheprovider", "-k", "smoke", "--endpoints-file=endpoints.yaml",
                                           "--repeat=4", "--cold-start")
     result.assert_outcomes(passed=1)
-    stats = cells(matrix(project))[("smoke_invert", "ref")]["stats"]
-    first, *rest = cells(matrix(project))[("smoke_invert", "ref")]["attempts"]
+    cell = cells(matrix(project))[("smoke_invert", "ref")]
+    first, *rest = cell["attempts"]
     assert first["cold"] and not any(a["cold"] for a in rest)
-    assert stats["cold"] == first["timings"] and stats["warm"]["max"] <= stats["latency"]["total"]["max"]
+    assert cell["stats"]["cold"] == first["timings"] and cell["stats"]["warm"] is not None
+    # What the server saw: nothing before the idle period, then the cold prompt alone, then the rest.
+    spans = sorted(
+        tuple(m[1]["timestamp"] for m in entry["status"]["messages"] if m[0] in ("execution_start", "execution_success"))
+        for entry in httpx.get(f"{url}/history").json().values()
+    )
+    assert len(spans) == 4
+    (cold_start, cold_end), *warm = spans
+    assert cold_start >= launched_ms + idle * 1000
+    assert all(start >= cold_end for start, _ in warm)
