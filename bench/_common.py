@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from harness.cases import Case  # noqa: E402
-from harness.endpoints import Endpoint  # noqa: E402
-from harness.workflows import load_workflow  # noqa: E402
+from harness.run.cases import Case  # noqa: E402
+from harness.run.endpoints import Endpoint  # noqa: E402
+from harness.comfy.workflows import load_workflow  # noqa: E402
 
 __all__ = ["ROOT", "EngineRun", "cases", "endpoint", "peak_rss_mb", "report", "run_engine", "server"]
 
@@ -88,7 +88,7 @@ def run_engine(endpoints: Sequence[Endpoint], run_cases: Sequence[Case]) -> Engi
 
     The span measured runs from the first cell submitted to the report finished (``MatrixWriter.finish``).
     """
-    from harness.engine import Engine
+    from harness.run.engine import Engine
     from harness.report.matrix import MatrixWriter
 
     async def main(report_dir: Path) -> EngineRun:

@@ -68,7 +68,7 @@ def main() -> None:
         harness = run_engine([endpoint(url, CONCURRENCY)], run_cases)
     ratio = harness.wall / bare_wall
     report("(d) overhead", f"{CELLS} cells x {SECONDS} s, concurrency {CONCURRENCY}, harness {harness.wall:.2f} s, "
-           f"bare client {bare_wall:.2f} s, ratio {ratio:.2f}, outcomes {harness.outcomes}", ratio, GOAL)
+           f"bare client {bare_wall:.2f} s, ratio {ratio:.2f}, outcomes {harness.run.outcomes}", ratio, GOAL)
 
 
 if __name__ == "__main__":

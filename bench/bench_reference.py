@@ -14,7 +14,7 @@ import httpx
 
 from harness.reference.profile import Profile
 from harness.reference.server import ReferenceServer
-from harness.validator import validate_prompt
+from harness.comfy.validator import validate_prompt
 
 __all__ = ["main"]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from harness.errors import ConfigError, HarnessError
 from harness.report.matrix import MatrixWriter
-from harness.verdict import Budgets
+from harness.report.verdict import Budgets
 
 __all__ = ["SUBCOMMANDS", "main"]
 
@@ -60,7 +60,7 @@ def _configure_verdict(parser: argparse.ArgumentParser) -> None:
 
 
 def _verdict(args: argparse.Namespace) -> int:
-    from harness.conclusions import summary_lines, verdict_of
+    from harness.report.conclusions import summary_lines, verdict_of
 
     writer = MatrixWriter.reopen(Path(args.run_dir))
     budgets = Budgets.from_dict(_budgets(args.budget))
@@ -90,7 +90,7 @@ def _configure_diff(parser: argparse.ArgumentParser) -> None:
 
 def _diff(args: argparse.Namespace) -> int:
     """Exit 1 when the new run has new product failures: what a nightly job should fail on."""
-    from harness.conclusions import drift_against, summary_lines
+    from harness.report.conclusions import drift_against, summary_lines
 
     writer = MatrixWriter.reopen(Path(args.new))
     writer.update(drift=drift_against(writer, args.old))
@@ -101,7 +101,7 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _drift_lines(drift: dict) -> list[str]:
-    from harness.drift import endpoint_change_lines
+    from harness.report.drift import endpoint_change_lines
 
     lines = [f"  {kind.replace('_', ' ')}: {c['case']} on {c['endpoint']}: {c['previous'] or 'not run'} -> {c['outcome']}"
              for kind in ("new_failures", "fixed", "changed") for c in drift["cells"][kind]]

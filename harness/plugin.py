@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from harness.cases import Case, Suite, cases_from_workflows, load_case_files
-from harness.cells import Cell
-from harness.conclusions import conclude, summary_lines
-from harness.drift import load_run
-from harness.endpoints import Endpoint, VerdictSpec, load_endpoints_file, load_verdict_spec, parse_endpoint_option
-from harness.engine import Engine, EngineThread
+from harness.run.cases import Case, Suite, cases_from_workflows, load_case_files
+from harness.run.cells import Cell
+from harness.report.conclusions import conclude, summary_lines
+from harness.report.drift import load_run
+from harness.run.endpoints import Endpoint, VerdictSpec, load_endpoints_file, load_verdict_spec, parse_endpoint_option
+from harness.run.engine import Engine, EngineThread
 from harness.errors import ConfigError, HarnessError
 from harness.report.matrix import MatrixWriter, new_run_id
-from harness.verdict import Budgets
+from harness.report.verdict import Budgets
 
 __all__ = ["CompatRun", "Settings"]
 

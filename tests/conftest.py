@@ -52,8 +52,8 @@ async def collect_until_done(ws: aiohttp.ClientWebSocketResponse, prompt_id: str
 
 async def run_provider(kind: str, url: str, workflow, tmp_path: Path, budget: float = 10.0, **endpoint):
     """One provider run of ``workflow`` against ``url``, as the engine would make it."""
-    from harness.endpoints import Endpoint
-    from harness.engine import PROVIDERS
+    from harness.run.endpoints import Endpoint
+    from harness.run.engine import PROVIDERS
 
     async with PROVIDERS[kind](Endpoint(f"{kind}-test", url, kind=kind, **endpoint)) as provider:
         return await provider.run(workflow, deadline=time.monotonic() + budget, outputs_dir=tmp_path)
@@ -61,7 +61,7 @@ async def run_provider(kind: str, url: str, workflow, tmp_path: Path, budget: fl
 
 def outcome(record):
     """A RunRecord's outcome, ``passed`` when the endpoint reported success."""
-    from harness.outcomes import Outcome
+    from harness.run.outcomes import Outcome
 
     return record.classification.outcome if record.classification else Outcome.PASSED
 

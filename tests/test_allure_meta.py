@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from harness.cells import Cell
-from harness.outcomes import Outcome
+from harness.run.cells import Cell
+from harness.run.outcomes import Outcome
 from harness.report.allure_meta import write_allure_metadata
 from test_report_html import enrich, run_seed
 

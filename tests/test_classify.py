@@ -14,16 +14,16 @@ from collections import Counter
 import pytest
 
 from conftest import ROOT, load_json
-from harness.catalogue import load_catalogue
-from harness.classify import (
+from harness.comfy.catalogue import load_catalogue
+from harness.run.classify import (
     REASON_OUTCOMES,
     Classification,
     classify_event,
     classify_history,
     classify_prompt_response,
 )
-from harness.outcomes import NODE_ERROR_PRECEDENCE, Disposition, Outcome, OutcomeInfo
-from harness.validator import Flavour, validate_prompt
+from harness.run.outcomes import NODE_ERROR_PRECEDENCE, Disposition, Outcome, OutcomeInfo
+from harness.comfy.validator import Flavour, validate_prompt
 
 CAPTURES = ROOT / "fixtures" / "captures"
 RES4LYF = "https://github.com/ClownsharkBatwing/RES4LYF"

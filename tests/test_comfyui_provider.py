@@ -18,8 +18,8 @@ import pytest
 from aiohttp import web
 
 from conftest import load_json, outcome, run_provider
-from harness.endpoints import Endpoint, Timeouts
-from harness.outcomes import Outcome
+from harness.run.endpoints import Endpoint, Timeouts
+from harness.run.outcomes import Outcome
 from harness.providers.comfyui import ComfyUIProvider
 from harness.reference.profile import FailureRule, Profile
 

@@ -8,8 +8,8 @@ import os
 import pytest
 
 from conftest import ROOT
-from harness.catalogue import Catalogue, load_catalogue
-from harness.drift import (
+from harness.comfy.catalogue import Catalogue, load_catalogue
+from harness.report.drift import (
     compare_cells,
     compare_fingerprints,
     compare_runs,
@@ -17,7 +17,7 @@ from harness.drift import (
     previous_run,
 )
 from harness.errors import ConfigError
-from harness.fingerprint import fingerprint, write_fingerprint
+from harness.report.fingerprint import fingerprint, write_fingerprint
 
 STOCK = ROOT / "fixtures/object_info/stock.json"
 PROVENANCE = {"comfyui_version": "0.3.64", "python_version": "3.11.7", "pytorch_version": "2.14.1+cu130",
@@ -157,7 +157,7 @@ def test_load_run_through_latest_and_previous_run(tmp_path):
 
 
 def test_change_lines_read_in_order_with_details_and_notes():
-    from harness.drift import endpoint_change_lines
+    from harness.report.drift import endpoint_change_lines
 
     changes = {"classes_appeared": ["A"], "classes_disappeared": [], "models_removed": {"vae": ["ae.safetensors"]},
                "classes_changed": [{"class": "KSampler", "inputs_added": ["x"], "inputs_removed": ["y"], "inputs_changed": ["sampler_name"],

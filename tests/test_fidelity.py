@@ -15,10 +15,10 @@ import httpx
 import pytest
 
 from conftest import ROOT
-from harness.modelfiles import INPUT_FOLDER
+from harness.comfy.modelfiles import INPUT_FOLDER
 from harness.reference.profile import InputImage, Profile
 from harness.reference.server import ReferenceServer
-from harness.validator import validate_prompt
+from harness.comfy.validator import validate_prompt
 
 CAPTURES = [
     path for path in sorted((ROOT / "fixtures/captures").glob("*/prompt_*.json"))

@@ -10,10 +10,10 @@ import time
 import pytest
 
 from conftest import ROOT
-from harness.catalogue import Catalogue, InputSpec, load_catalogue
-from harness.drift import compare_fingerprints
-from harness.endpoints import Endpoint
-from harness.fingerprint import (
+from harness.comfy.catalogue import Catalogue, InputSpec, load_catalogue
+from harness.report.drift import compare_fingerprints
+from harness.run.endpoints import Endpoint
+from harness.report.fingerprint import (
     combo_options,
     fingerprint,
     input_signature,

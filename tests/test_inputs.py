@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.cases import cases_from_workflows, load_case_files
-from harness.endpoints import Endpoint, load_endpoints_file, load_verdict_spec, parse_endpoint_option
-from harness.engine import PROVIDERS
+from harness.run.cases import cases_from_workflows, load_case_files
+from harness.run.endpoints import Endpoint, load_endpoints_file, load_verdict_spec, parse_endpoint_option
+from harness.run.engine import PROVIDERS
 from harness.errors import ConfigError, SecretMissing, WorkflowError
-from harness.outcomes import Outcome
-from harness.workflows import load_workflow
+from harness.run.outcomes import Outcome
+from harness.comfy.workflows import load_workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import time
 
-from harness.cells import Cell
-from harness.outcomes import Outcome
+from harness.run.cells import Cell
+from harness.run.outcomes import Outcome
 from harness.report import matrix as matrix_module
 from harness.report.matrix import MatrixWriter
 

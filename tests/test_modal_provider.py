@@ -20,12 +20,12 @@ from aiohttp.test_utils import TestServer
 from PIL import Image
 
 from conftest import load_json, outcome, run_provider
-from harness.endpoints import Endpoint, load_endpoints_file
+from harness.run.endpoints import Endpoint, load_endpoints_file
 from harness.errors import ConfigError
-from harness.outcomes import Outcome
+from harness.run.outcomes import Outcome
 from harness.providers.modal import ModalProvider
 from harness.reference.profile import Profile
-from harness.workflows import positive_prompt
+from harness.comfy.workflows import positive_prompt
 
 SDXL = load_json("workflows/sdxl_baseline.json")
 SMOKE = load_json("workflows/smoke_invert.json")

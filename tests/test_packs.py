@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from harness import packs
-from harness.packs import CORE_URL, PACKS_DIR, PackIndex, Source, attribute, option_pack
+from harness.comfy import packs
+from harness.comfy.packs import CORE_URL, PACKS_DIR, PackIndex, Source, attribute, option_pack
 
 RES4LYF = "https://github.com/ClownsharkBatwing/RES4LYF"
 CONTROLALTAI = "https://github.com/gseth/ControlAltAI-Nodes"

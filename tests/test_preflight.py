@@ -7,12 +7,12 @@ import json
 import pytest
 
 from conftest import ROOT, load_json
-from harness.catalogue import load_catalogue
-from harness.classify import classify_prompt_response
-from harness.modelfiles import INPUT_FOLDER
-from harness.outcomes import Outcome
-from harness.preflight import missing_classes_in, preflight
-from harness.validator import validate_prompt
+from harness.comfy.catalogue import load_catalogue
+from harness.run.classify import classify_prompt_response
+from harness.comfy.modelfiles import INPUT_FOLDER
+from harness.run.outcomes import Outcome
+from harness.run.preflight import missing_classes_in, preflight
+from harness.comfy.validator import validate_prompt
 
 STOCK = load_catalogue(ROOT / "fixtures/object_info/stock.json")
 CUSTOM = load_catalogue(ROOT / "fixtures/object_info/res4lyf-controlaltai.json")

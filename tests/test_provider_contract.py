@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from conftest import load_json, outcome, run_provider
-from harness.outcomes import Outcome
+from harness.run.outcomes import Outcome
 
 SMOKE = load_json("workflows/smoke_invert.json")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import outcome, run_provider
-from harness.outcomes import Outcome
+from harness.run.outcomes import Outcome
 from harness.reference.profile import Injection, Profile
 
 

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from conftest import collect_until_done, load_json, outcome, run_provider
-from harness.outcomes import Outcome
+from harness.run.outcomes import Outcome
 from harness.reference.failures import RUN_FRAMES
 from harness.reference.profile import Injection, Latency, Profile
 from harness.reference.server import running_server

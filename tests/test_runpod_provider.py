@@ -20,8 +20,8 @@ from aiohttp.test_utils import TestServer
 from PIL import Image
 
 from conftest import load_json, outcome, run_provider
-from harness.endpoints import Timeouts
-from harness.outcomes import Outcome
+from harness.run.endpoints import Timeouts
+from harness.run.outcomes import Outcome
 from harness.providers.runpod import classify_error
 from harness.reference.profile import FailureRule, Profile
 from harness.reference.runpod import JOBS

@@ -12,7 +12,7 @@ import pytest
 from conftest import cells, matrix
 from harness.reference.profile import Injection, Latency, Profile
 from harness.reference.server import ReferenceServer
-from harness.stats import wilson_interval
+from harness.run.stats import wilson_interval
 
 RATE_LIMITED, EXECUTION_ERROR = 0.03, 0.01
 

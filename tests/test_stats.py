@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.outcomes import Outcome
+from harness.run.outcomes import Outcome
 from harness.providers.base import Timings
-from harness.stats import Attempt, cell_cost, cell_stats, endpoint_costs, percentiles, typical_outcome, wilson_interval
+from harness.run.stats import Attempt, cell_cost, cell_stats, endpoint_costs, percentiles, typical_outcome, wilson_interval
 
 
 def attempt(outcome: Outcome = Outcome.PASSED, total: float = 1.0, execution: float | None = 0.8, cold: bool = False) -> Attempt:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.catalogue import load_catalogue
-from harness.validator import Flavour, validate_prompt
+from harness.comfy.catalogue import load_catalogue
+from harness.comfy.validator import Flavour, validate_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
 STOCK = load_catalogue(ROOT / "fixtures/object_info/stock.json")

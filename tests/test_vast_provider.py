@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 from conftest import ROOT, load_json, matrix, outcome, run_provider
-from harness.endpoints import Endpoint
-from harness.outcomes import Outcome
+from harness.run.endpoints import Endpoint
+from harness.run.outcomes import Outcome
 from harness.providers.vast import VastProvider, classify_result
 from harness.reference.profile import FailureRule, Profile
 

@@ -8,8 +8,8 @@ import datetime as dt
 import pytest
 
 from harness.errors import ConfigError
-from harness.outcomes import Outcome
-from harness.verdict import Budgets, Waiver, decide, remedies
+from harness.run.outcomes import Outcome
+from harness.report.verdict import Budgets, Waiver, decide, remedies
 
 TODAY = dt.date(2026, 11, 26)
 RES4LYF = {"name": "RES4LYF", "title": "RES4LYF", "url": "https://github.com/ClownsharkBatwing/RES4LYF",

@@ -21,10 +21,10 @@ from typing import Any, ClassVar
 import httpx
 from PIL import Image, UnidentifiedImageError
 
-from harness.catalogue import Catalogue, load_catalogue
-from harness.classify import Classification, Evidence
-from harness.endpoints import Endpoint
-from harness.outcomes import Outcome
+from harness.comfy.catalogue import Catalogue, load_catalogue
+from harness.run.classify import Classification, Evidence
+from harness.run.endpoints import Endpoint
+from harness.run.outcomes import Outcome
 
 __all__ = [
     "BaseProvider",

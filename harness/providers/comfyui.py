@@ -21,10 +21,10 @@ from typing import Any
 
 import aiohttp
 
-from harness.catalogue import Catalogue
-from harness.classify import Classification, classify_history, classify_prompt_response
-from harness.endpoints import Endpoint
-from harness.outcomes import Outcome
+from harness.comfy.catalogue import Catalogue
+from harness.run.classify import Classification, classify_history, classify_prompt_response
+from harness.run.endpoints import Endpoint
+from harness.run.outcomes import Outcome
 from harness.providers.base import (
     BaseProvider,
     OutputImage,

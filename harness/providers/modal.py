@@ -32,8 +32,8 @@ from typing import Any
 
 import httpx
 
-from harness.classify import Classification
-from harness.outcomes import Outcome
+from harness.run.classify import Classification
+from harness.run.outcomes import Outcome
 from harness.providers.base import (
     BaseProvider,
     OutputImage,
@@ -45,7 +45,7 @@ from harness.providers.base import (
     transport_failures,
     with_retry_after,
 )
-from harness.workflows import positive_prompt
+from harness.comfy.workflows import positive_prompt
 
 __all__ = ["COMFYAPP", "ModalProvider"]
 

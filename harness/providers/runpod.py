@@ -28,13 +28,13 @@ from typing import Any
 
 import httpx
 
-from harness.classify import (
+from harness.run.classify import (
     Classification,
     Evidence,
     classify_event,
     classify_prompt_response,
 )
-from harness.outcomes import Outcome
+from harness.run.outcomes import Outcome
 from harness.providers.base import (
     BaseProvider,
     OutputImage,

@@ -34,14 +34,14 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from harness.classify import (
+from harness.run.classify import (
     Classification,
     Evidence,
     classify_event,
     classify_prompt_response,
 )
-from harness.endpoints import Endpoint
-from harness.outcomes import Outcome
+from harness.run.endpoints import Endpoint
+from harness.run.outcomes import Outcome
 from harness.providers.base import (
     BaseProvider,
     OutputImage,

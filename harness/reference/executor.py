@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from harness.catalogue import Catalogue
+from harness.comfy.catalogue import Catalogue
 from harness.reference.cache import NodeCache
 from harness.reference.failures import Interrupted, NodeFailure
 from harness.reference.hub import Hub

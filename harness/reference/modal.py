@@ -31,7 +31,7 @@ from pathlib import Path
 from aiohttp import web
 
 from harness.reference.state import STATE, ServerState
-from harness.validator import validate_prompt
+from harness.comfy.validator import validate_prompt
 
 __all__ = ["BAKED_WORKFLOW", "ModalSettings", "add_modal_routes"]
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from harness.catalogue import NodeClass
+from harness.comfy.catalogue import NodeClass
 from harness.reference.failures import NodeFailure, frame
 from harness.reference.storage import Storage
 

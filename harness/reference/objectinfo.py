@@ -9,8 +9,8 @@ import mimetypes
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from harness.catalogue import Catalogue
-from harness.modelfiles import INPUT_FOLDER, model_folder
+from harness.comfy.catalogue import Catalogue
+from harness.comfy.modelfiles import INPUT_FOLDER, model_folder
 
 __all__ = ["object_info"]
 

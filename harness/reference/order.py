@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from harness.catalogue import Catalogue
+from harness.comfy.catalogue import Catalogue
 
 __all__ = ["ExecutionOrder"]
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.catalogue import Catalogue, load_catalogue
+from harness.comfy.catalogue import Catalogue, load_catalogue
 from harness.errors import ConfigError
 from harness.specfiles import load_checked
-from harness.validator import Flavour
+from harness.comfy.validator import Flavour
 
 __all__ = ["BUILTIN_DIR", "FailureRule", "InputImage", "Injection", "Latency", "Profile", "load_profile"]
 

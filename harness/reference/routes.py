@@ -15,7 +15,7 @@ from aiohttp import web
 
 from harness.reference.hub import FEATURES
 from harness.reference.state import STATE
-from harness.validator import validate_prompt
+from harness.comfy.validator import validate_prompt
 
 __all__ = ["routes"]
 

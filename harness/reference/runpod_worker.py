@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.reference.state import ServerState
-from harness.validator import validate_prompt
+from harness.comfy.validator import validate_prompt
 
 __all__ = ["Job", "JobStatus", "RunPodJobs", "handle", "run_job"]
 

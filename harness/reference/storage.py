@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from harness.modelfiles import INPUT_FOLDER
+from harness.comfy.modelfiles import INPUT_FOLDER
 from harness.reference.profile import InputImage
 
 __all__ = ["FOLDER_TYPES", "Storage"]

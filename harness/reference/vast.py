@@ -44,7 +44,7 @@ from aiohttp import web
 
 from harness.reference.runpod_worker import COMFY_HOST
 from harness.reference.state import STATE, ServerState
-from harness.validator import validate_prompt
+from harness.comfy.validator import validate_prompt
 
 __all__ = ["VastSettings", "add_vast_routes", "sign_url"]
 

@@ -1,1 +1,3 @@
-"""Report writers: matrix.json (the contract), matrix.md (for people), both written as cells finish."""
+"""What a run concludes and how it is written: matrix.json (the contract), matrix.md, report.html and
+Allure metadata as cells finish; the go/no-go ``verdict``, endpoint ``fingerprint``s and nightly
+``drift``, tied together by ``conclusions``."""

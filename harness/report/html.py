@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from harness.drift import endpoint_change_lines
+from harness.report.drift import endpoint_change_lines
 
 __all__ = ["render_html", "cell_anchor"]
 

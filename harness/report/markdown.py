@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from harness.drift import endpoint_change_lines
+from harness.report.drift import endpoint_change_lines
 
 __all__ = ["render_markdown", "step_summary"]
 

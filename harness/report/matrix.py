@@ -20,17 +20,17 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.cells import Cell
-from harness.endpoints import Endpoint
-from harness.fingerprint import write_fingerprint
-from harness.outcomes import Outcome
+from harness.run.cells import Cell
+from harness.run.endpoints import Endpoint
+from harness.report.fingerprint import write_fingerprint
+from harness.run.outcomes import Outcome
 from harness.report.html import render_html
 from harness.report.markdown import render_markdown
-from harness.stats import endpoint_costs
+from harness.run.stats import endpoint_costs
 
 if TYPE_CHECKING:
-    from harness.cases import Case
-    from harness.verdict import Waiver
+    from harness.run.cases import Case
+    from harness.report.verdict import Waiver
 
 __all__ = ["SCHEMA_VERSION", "MatrixWriter", "harness_version", "new_run_id"]
 
@@ -152,7 +152,7 @@ class MatrixWriter:
     @classmethod
     def reopen(cls, run_dir: Path) -> MatrixWriter:
         """A writer over a finished run, to add a verdict or drift to it or re-render its reports."""
-        from harness.drift import load_run
+        from harness.report.drift import load_run
 
         run_dir = Path(run_dir).resolve()
         writer = cls.__new__(cls)

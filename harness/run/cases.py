@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.endpoints import Endpoint
+from harness.run.endpoints import Endpoint
 from harness.errors import ConfigError
-from harness.outcomes import Outcome
+from harness.run.outcomes import Outcome
 from harness.specfiles import load_checked
-from harness.verdict import Waiver
-from harness.workflows import Override, apply_overrides, load_workflow, shorthand_overrides
+from harness.report.verdict import Waiver
+from harness.comfy.workflows import Override, apply_overrides, load_workflow, shorthand_overrides
 
 __all__ = ["Case", "OutputCheck", "Suite", "load_case_files", "cases_from_workflows"]
 

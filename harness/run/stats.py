@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from harness.outcomes import Outcome
+from harness.run.outcomes import Outcome
 from harness.providers.base import Timings
 
 __all__ = ["Attempt", "cell_cost", "cell_stats", "endpoint_costs", "percentiles", "typical_outcome", "wilson_interval"]

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from harness.errors import ConfigError
-from harness.fingerprint import SYSTEM_KEYS, combo_options, load_fingerprint, system_of
+from harness.report.fingerprint import SYSTEM_KEYS, combo_options, load_fingerprint, system_of
 
 __all__ = [
     "compare_cells",

@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.drift import compare_runs, previous_run
+from harness.report.drift import compare_runs, previous_run
 from harness.errors import ConfigError
 from harness.report.allure_meta import write_allure_metadata
 from harness.report.markdown import step_summary
 from harness.report.matrix import MatrixWriter
-from harness.verdict import Budgets, Waiver, decide, undecidable
+from harness.report.verdict import Budgets, Waiver, decide, undecidable
 
 __all__ = ["conclude", "drift_against", "summary_lines", "verdict_of"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.outcomes import Outcome
+from harness.run.outcomes import Outcome
 from harness.providers.base import OutputImage, Timings
-from harness.stats import Attempt
+from harness.run.stats import Attempt
 
 __all__ = ["Cell"]
 

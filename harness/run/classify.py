@@ -18,9 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.modelfiles import model_folder
-from harness.outcomes import NODE_ERROR_PRECEDENCE, Outcome
-from harness.packs import Attribution, attribute, option_pack
+from harness.comfy.modelfiles import model_folder
+from harness.run.outcomes import NODE_ERROR_PRECEDENCE, Outcome
+from harness.comfy.packs import Attribution, attribute, option_pack
 
 __all__ = [
     "REASON_OUTCOMES",

@@ -18,22 +18,22 @@ from collections.abc import AsyncIterator, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from harness.cases import Case, OutputCheck
-from harness.catalogue import Catalogue
-from harness.cells import Cell
-from harness.classify import Classification
-from harness.endpoints import Endpoint
+from harness.run.cases import Case, OutputCheck
+from harness.comfy.catalogue import Catalogue
+from harness.run.cells import Cell
+from harness.run.classify import Classification
+from harness.run.endpoints import Endpoint
 from harness.errors import ConfigError
-from harness.fingerprint import fingerprint
-from harness.outcomes import Outcome
-from harness.preflight import preflight
+from harness.report.fingerprint import fingerprint
+from harness.run.outcomes import Outcome
+from harness.run.preflight import preflight
 from harness.providers.base import BaseProvider, OutputImage, RunRecord, failure
 from harness.providers.comfyui import ComfyUIProvider
 from harness.providers.modal import ModalProvider
 from harness.providers.runpod import RunPodProvider
 from harness.providers.vast import VastProvider
 from harness.report.matrix import MatrixWriter
-from harness.stats import Attempt, cell_cost, cell_stats, typical_outcome
+from harness.run.stats import Attempt, cell_cost, cell_stats, typical_outcome
 
 __all__ = ["PROVIDERS", "Engine", "EngineThread", "check_outputs"]
 

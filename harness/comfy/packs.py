@@ -43,7 +43,7 @@ __all__ = [
 CORE_URL = "https://github.com/comfyanonymous/ComfyUI"
 """The map lists ComfyUI's own classes under ComfyUI's repository; they come with an update, not a pack."""
 
-PACKS_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "packs"
+PACKS_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "packs"
 """The map, the pack node lists and overrides.yaml (the repository's fixtures; installed editable)."""
 
 

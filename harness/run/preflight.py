@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from harness.catalogue import Catalogue
-from harness.classify import Classification, classify_prompt_response, missing_node
-from harness.validator import validate_prompt
+from harness.comfy.catalogue import Catalogue
+from harness.run.classify import Classification, classify_prompt_response, missing_node
+from harness.comfy.validator import validate_prompt
 
 __all__ = ["missing_classes_in", "preflight"]
 

@@ -23,8 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.catalogue import Catalogue, InputSpec, NodeClass
-from harness.modelfiles import INPUT_FOLDER, model_folder
+from harness.comfy.catalogue import Catalogue, InputSpec, NodeClass
+from harness.comfy.modelfiles import INPUT_FOLDER, model_folder
 
 __all__ = ["Flavour", "Validation", "validate_prompt"]
 

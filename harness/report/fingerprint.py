@@ -1,7 +1,7 @@
 """An endpoint's fingerprint: what it runs (system), which node classes it offers with which inputs,
 and which model files its loaders list, as one small JSON document per endpoint and run
 (``reports/<run-id>/fingerprints/<endpoint>.json``). Two runs' fingerprints say what changed on an
-endpoint between them (``harness.drift``).
+endpoint between them (``harness.report.drift``).
 
 Each input of a class gets a signature string: ``required:INT``, ``optional:IMAGE``, and for a combo
 its options, ``required:COMBO["euler","heun"]``. Combos ComfyUI fills from the server's files are
@@ -17,8 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from harness.catalogue import Catalogue, InputSpec
-from harness.modelfiles import model_folder
+from harness.comfy.catalogue import Catalogue, InputSpec
+from harness.comfy.modelfiles import model_folder
 
 __all__ = [
     "SYSTEM_KEYS",

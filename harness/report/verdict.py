@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import ConfigError
-from harness.outcomes import Disposition, Outcome
+from harness.run.outcomes import Disposition, Outcome
 
 __all__ = ["Budgets", "EXIT_CODES", "Waiver", "decide", "remedies", "undecidable"]
 
