@@ -41,7 +41,7 @@ class Node:
     """One node of a graph or subgraph definition, with its widgets' values."""
 
     __slots__ = ("id", "sid", "type", "mode", "title", "kind", "inputs", "outputs", "widgets", "values",
-                 "properties", "graph", "subgraph", "data", "class_type")
+                 "properties", "graph", "subgraph", "data", "class_type", "overrides")
 
     def __init__(self, data: Mapping[str, Any], graph: Graph) -> None:
         self.data = data
@@ -61,6 +61,8 @@ class Node:
         self.widgets: tuple = ()
         self.values: list = []
         self.subgraph: Graph | None = None
+        self.overrides: dict[tuple[str, str], Any] = {}
+        """Per instance (1.49.6 proxyWidgets): inner ``(node id, widget)`` → the value this instance sends."""
 
     def __repr__(self) -> str:
         return f"Node({self.id!r}, {self.type!r})"
@@ -105,15 +107,55 @@ class Builder:
         self.definitions = {sg.get("id"): sg for sg in ((ui.get("definitions") or {}).get("subgraphs") or ())
                             if isinstance(sg, Mapping)}
         self.subgraphs: dict[str, Graph] = {}
+        self.remaps: dict[Any, dict[str, int]] = {}
+        if frontend == "1.49.6" and self.definitions:
+            self.deduplicate(ui)
         self.root = self.graph(ui, False)
+
+    def deduplicate(self, ui: Mapping[str, Any]) -> None:
+        """deduplicateSubgraphNodeIds (1.49.6): an inner node whose id is already used (by a root node or
+        an earlier definition) gets the next free id after the graph's last node id."""
+        used = {n.get("id") for n in ui.get("nodes") or () if isinstance(n, Mapping) and type(n.get("id")) is int}
+        state = ui.get("state") if ui.get("version") != 0.4 else None
+        last = (state or {}).get("lastNodeId") if isinstance(state, Mapping) else ui.get("last_node_id")
+        last = last if isinstance(last, (int, float)) and last > 0 else 0
+        keys = {str(i) for i in used}
+        for sg_id, sg in self.definitions.items():
+            remap: dict[str, int] = {}
+            for raw in sg.get("nodes") or ():
+                if not isinstance(raw, Mapping):
+                    continue
+                key = str(raw.get("id"))
+                if key in keys:
+                    while True:
+                        last += 1
+                        if last not in used:
+                            break
+                    remap[key] = last
+                    used.add(last)
+                    keys.add(str(last))
+                else:
+                    keys.add(key)
+                    if key.lstrip("-").isdigit() and str(int(key)) == key:
+                        used.add(int(key))
+                        last = max(last, int(key))
+            if remap:
+                self.remaps[sg_id] = remap
 
     def graph(self, data: Mapping[str, Any], definition: bool) -> Graph:
         graph = Graph(data, definition)
+        remap = self.remaps.get(graph.id) if definition else None
+        if remap:
+            graph.links = {k: (k, str(remap.get(o, o)), oslot, str(remap.get(t, t)), tslot, ltype)
+                           for k, (_k, o, oslot, t, tslot, ltype) in graph.links.items()}
         if definition:
             self.subgraphs[graph.id] = graph
         for raw in data.get("nodes") or ():
             if isinstance(raw, Mapping):
                 node = self.node(raw, graph)
+                if remap and node.sid in remap:
+                    node.id = remap[node.sid]
+                    node.sid = str(node.id)
                 graph.nodes[node.sid] = node
         return graph
 
@@ -135,8 +177,20 @@ class Builder:
             if sub is None:
                 sub = self.graph(self.definitions[t], True)
             node.subgraph = sub
-            node.inputs = [[i.get("name"), i.get("type"), i.get("link"), (i.get("widget") or {}).get("name")]
-                           for i in file_inputs]
+            # SubgraphNode.configure starts from the definition's slots and LGraphNode.configure copies
+            # the saved inputs over them by index (cloneObject into the existing array), so slots the
+            # file lacks at its end are still there.
+            inputs = [[slot.get("name"), slot.get("type"), None, None] for slot in sub.io_inputs]
+            for index, i in enumerate(file_inputs):
+                entry = [i.get("name"), i.get("type"), i.get("link"), (i.get("widget") or {}).get("name")]
+                if index < len(inputs):
+                    inputs[index] = entry
+                else:
+                    inputs.append(entry)
+            node.inputs = inputs
+            outputs = [[slot.get("name"), slot.get("type"), None] for slot in sub.io_outputs]
+            outputs[:len(node.outputs)] = node.outputs
+            node.outputs = outputs
             self.promote(node, data.get("widgets_values"))
             return node
         if t in UI_ONLY or t not in self.object_info:
@@ -174,11 +228,15 @@ class Builder:
 
     def promote(self, node: Node, saved: Any) -> None:
         """SubgraphNode widgets: per instance input, the first inner widget its subgraph input feeds,
-        valued from the instance's ``widgets_values`` by position."""
+        valued from the instance's ``widgets_values``."""
         sub = node.subgraph
         by_name = {slot.get("name"): slot for slot in sub.io_inputs}
+        if self.frontend == "1.49.6":
+            # _rebindInputSubgraphSlots: inputs matching no slot of the definition are dropped.
+            node.inputs = [entry for entry in node.inputs if entry[0] in by_name]
         promoted: list[tuple[int, str]] = []
         values: list = []
+        sources: list[tuple[str, str]] = []
         for index, entry in enumerate(node.inputs):
             slot = by_name.get(entry[0])
             if slot is None:
@@ -189,13 +247,43 @@ class Builder:
                 found = widget_for_link(target, link_id) if target else NO_WIDGET
                 if found is not NO_WIDGET:
                     promoted.append((index, entry[0]))
-                    values.append(found)
+                    values.append(found[1])
+                    sources.append((target.sid, found[0]))
                     break
         if isinstance(saved, list):
             for position, value in enumerate(saved[:len(values)]):
                 values[position] = value
         node.widgets = tuple(promoted)
         node.values = values
+        proxies = node.properties.get("proxyWidgets")
+        if self.frontend == "1.49.6" and isinstance(proxies, list):
+            self.flush_proxy_widgets(node, proxies, saved if isinstance(saved, list) else [], sources)
+
+    def flush_proxy_widgets(self, node: Node, proxies: list, saved: list, sources: list) -> None:
+        """flushProxyWidgetMigration (1.49.6): each legacy ``proxyWidgets`` entry takes the instance
+        value at its own index; null or missing values leave what is there."""
+        names = [name for _index, name in node.widgets]
+        remap = self.remaps.get(node.subgraph.id) or {}
+        for index, entry in enumerate(proxies):
+            if not isinstance(entry, list) or len(entry) < 2 or index >= len(saved) or saved[index] is None:
+                continue
+            source, widget_name, value = str(entry[0]), entry[1], saved[index]
+            source = str(remap.get(source, source))
+            if (source, widget_name) in sources:
+                node.values[sources.index((source, widget_name))] = value
+            elif source == "-1":
+                if widget_name in names:
+                    node.values[names.index(widget_name)] = value
+            else:
+                inner = node.subgraph.nodes.get(source)
+                if inner is None or inner.kind != "comfy":
+                    continue
+                for entry_input in inner.inputs:
+                    if entry_input[3] == widget_name:
+                        # A promoted widget no subgraph input feeds: 1.49.6 adds a subgraph input
+                        # for it, so this instance sends its own value.
+                        node.overrides[(source, widget_name)] = value
+                        break
 
     def values(self, lay, saved: Any) -> list:
         values = [w.default for w in lay.widgets]
@@ -219,7 +307,7 @@ class Builder:
 
 
 def widget_for_link(node: Node, link_id: Any) -> Any:
-    """getWidgetFromSlot: the current value of the widget behind the input ``link_id`` enters, or NO_WIDGET."""
+    """getWidgetFromSlot: ``(widget name, current value)`` behind the input ``link_id`` enters, or NO_WIDGET."""
     for entry in node.inputs:
         if entry[2] == link_id:
             name = entry[3]
@@ -231,11 +319,11 @@ def widget_for_link(node: Node, link_id: Any) -> Any:
     if node.kind == "subgraph":
         for (_index, widget_name), value in zip(node.widgets, node.values):
             if widget_name == name:
-                return value
+                return (name, value)
         return NO_WIDGET
     for widget, value in zip(node.widgets, node.values):
         if widget.name == name:
-            return value
+            return (name, value)
     return NO_WIDGET
 
 
@@ -471,9 +559,13 @@ def emit(flat: Flattener, serialize) -> dict:
         if node.kind in UI_ONLY or node.kind == "subgraph" or node.mode in (MUTED, BYPASSED):
             continue
         inputs: dict[str, Any] = {}
+        overrides = dto.instance.overrides if dto.instance is not None else None
         for index, widget in enumerate(node.widgets):
             if widget.prompt:
-                value = serialize(node, widget, node.values[index])
+                value = node.values[index]
+                if overrides:
+                    value = overrides.get((node.sid, widget.name), value)
+                value = serialize(node, widget, value)
                 if value is not UNSET:
                     inputs[widget.name] = {"__value__": value} if isinstance(value, list) else value
         for index, entry in enumerate(node.inputs):
