@@ -117,7 +117,7 @@ def test_served_stock_and_custom(reference_endpoint):
     stock, custom = served(reference_endpoint("stock")), served(reference_endpoint("custom"))
     assert stock["system"]["comfyui_version"] == "0.3.64" and stock["system"]["os"] == "posix"
     assert isinstance(stock["system"]["devices"], list)
-    assert stock["models"]["checkpoints"] == ["sd_xl_base_1.0.safetensors"]
+    assert stock["models"]["checkpoints"] == ["sd_xl_base_1.0.safetensors", "v1-5-pruned-emaonly-fp16.safetensors"]
     assert stock["models"]["vae"] == ["ae.safetensors"]
     # The served model files do not enter the class signatures.
     assert stock["classes"] == fingerprint("x", load_catalogue(STOCK), None)["classes"]

@@ -31,10 +31,13 @@ def test_the_builtin_cases_load_with_their_expectations():
     assert denrisi.workflow["11"]["inputs"]["seed"] == 42
 
 
-def test_a_ui_export_is_refused_with_how_to_export_api_format(tmp_path):
-    path = write(tmp_path / "ui.json", json.dumps({"nodes": [], "links": [], "version": 0.4}))
-    with pytest.raises(WorkflowError, match=r"ui\.json: it is a UI export .*Export \(API\)"):
-        load_workflow(path)
+def test_a_ui_export_loads_as_saved_and_a_malformed_one_names_the_field(tmp_path):
+    ui = {"nodes": [{"id": 1, "type": "Note", "widgets_values": ["hi"]}], "links": [], "version": 0.4}
+    assert load_workflow(write(tmp_path / "ui.json", json.dumps(ui))) == ui  # converted per endpoint, later
+    with pytest.raises(WorkflowError, match=r"bad\.json: \$\.nodes\[0\]: expected a node object with an 'id'"):
+        load_workflow(write(tmp_path / "bad.json", json.dumps({"nodes": [{"type": "Note"}], "links": []})))
+    with pytest.raises(WorkflowError, match=r"list\.json: expected an API-format workflow .* or a UI export"):
+        load_workflow(write(tmp_path / "list.json", "[]"))
 
 
 def test_a_case_file_error_names_file_field_and_expectation(tmp_path):

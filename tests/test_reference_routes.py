@@ -127,12 +127,12 @@ def test_uploads_rename_dedupe_overwrite_and_feed_validation(stock):
 def test_descriptions_match_the_recorded_server(stock):
     info = stock.get("/object_info").json()
     assert len(info) == 496
-    assert info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0] == ["sd_xl_base_1.0.safetensors"]
+    assert info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0] == ["sd_xl_base_1.0.safetensors", "v1-5-pruned-emaonly-fp16.safetensors"]
     assert stock.get("/api/object_info/KSampler").json() == load_json("fixtures/captures/stock/object_info_KSampler.json")["body"]
     assert stock.get("/object_info/ClownsharKSampler_Beta").json() == {}
     for route, capture in (("/system_stats", "system_stats"), ("/features", "features"), ("/models", "models_list")):
         assert stock.get(route).json() == load_json(f"fixtures/captures/stock/{capture}.json")["body"], route
-    assert stock.get("/models/checkpoints").json() == ["sd_xl_base_1.0.safetensors"]
+    assert stock.get("/models/checkpoints").json() == ["sd_xl_base_1.0.safetensors", "v1-5-pruned-emaonly-fp16.safetensors"]
     assert stock.get("/models/nope").status_code == 404
     assert stock.get("/embeddings").json() == []
 

@@ -17,6 +17,7 @@ Everything is indexed once, on first use, and shared.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import json
@@ -56,6 +57,8 @@ class Pack:
     """ComfyUI-Manager's title for it (``title_aux``), which is what its install dialog lists."""
     registry: str | None = None
     """Its registry.comfy.org id, where the pack's own source names one."""
+    version: str | None = None
+    """The version (or commit) a workflow's author had, where the UI file says (``properties.ver``)."""
 
     @property
     def name(self) -> str:
@@ -75,12 +78,15 @@ class Pack:
         return f"git clone {self.url} ComfyUI/custom_nodes/{self.name}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "title": self.title, "url": self.url, "registry": self.registry, "install": self.install}
+        return {"name": self.name, "title": self.title, "url": self.url, "registry": self.registry, "install": self.install,
+                "version": self.version}
 
 
 class Source(str, enum.Enum):
     """Why the first candidate of an attribution is the preferred one."""
 
+    DECLARED = "declared"
+    """The UI file's node names the pack its author had (``properties.cnr_id`` / ``aux_id``)."""
     OVERRIDE = "override"
     """Pinned in overrides.yaml from the pack's own node list."""
     PREEMPTION = "preemption"
@@ -171,8 +177,37 @@ class PackIndex:
                 continue  # a pack's broken regex must not hide every other pack's attribution
         return compiled
 
-    def attribute(self, class_type: str) -> Attribution:
-        """The packs that provide ``class_type``, preferred first."""
+    def attribute(self, class_type: str, declared: Mapping[str, Any] | None = None) -> Attribution:
+        """The packs that provide ``class_type``, preferred first.
+
+        ``declared`` is the node's ``properties`` from a UI file: the frontend records there the pack
+        (registry id ``cnr_id``, GitHub ``aux_id``) and version ``ver`` the author's node came from, which
+        beats any guess from the map; the map's candidates follow it.
+        """
+        found = self._attribute(class_type)
+        pack = self._declared(declared or {}, found.candidates)
+        if pack is None:
+            return found
+        return Attribution(class_type, (pack, *(c for c in found.candidates if c.url != pack.url)), Source.DECLARED)
+
+    def _declared(self, properties: Mapping[str, Any], candidates: tuple[Pack, ...]) -> Pack | None:
+        cnr_id, aux_id, version = (properties.get(k) if isinstance(properties.get(k), str) else None
+                                   for k in ("cnr_id", "aux_id", "ver"))
+        if cnr_id == "comfy-core":
+            return dataclasses.replace(self.pack(CORE_URL), version=version)
+        if aux_id and re.fullmatch(r"[\w.-]+/[\w.-]+", aux_id):
+            url = f"https://github.com/{aux_id}"
+        elif cnr_id:
+            # A registry id alone: the map's candidate of that name has its repository URL.
+            named = [c.url for c in candidates if c.name.lower() == cnr_id.lower()]
+            url = named[0] if named else f"https://registry.comfy.org/nodes/{cnr_id}"
+        else:
+            return None
+        # The map knows repositories by URL spelled either way (case, trailing .git).
+        known = next((u for u in self._meta if u.lower().removesuffix(".git") == url.lower()), url)
+        return dataclasses.replace(self.pack(known), registry=cnr_id or self._registry.get(known), version=version)
+
+    def _attribute(self, class_type: str) -> Attribution:
         claims = self._claims.get(class_type, [])
         if not claims:
             matches = [url for pattern, url in self._compiled if pattern.search(class_type)]
@@ -206,9 +241,9 @@ def default_index() -> PackIndex:
     return PackIndex(_read_json(PACKS_DIR / "extension-node-map.json"), overrides)
 
 
-def attribute(class_type: str) -> Attribution:
+def attribute(class_type: str, declared: Mapping[str, Any] | None = None) -> Attribution:
     """``default_index().attribute``."""
-    return default_index().attribute(class_type)
+    return default_index().attribute(class_type, declared)
 
 
 def option_pack(class_type: str, input_name: str, value: Any) -> Pack | None:

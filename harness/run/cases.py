@@ -1,7 +1,9 @@
 """Cases: one workflow, its overrides, what each endpoint is expected to do with it, and output checks.
 
 Case files are YAML under ``cases/`` (checked against ``schemas/case.schema.json``); a directory of
-API workflows can stand in for them (``--workflows DIR``), each replayed expecting ``passed``.
+workflows can stand in for them (``--workflows DIR``), each replayed expecting ``passed``. A workflow
+may be an API prompt or a UI export; a UI export becomes a prompt per endpoint (``prompt_for``), since
+the frontend maps widget values by the node definitions the endpoint serves.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from harness.errors import ConfigError
 from harness.run.outcomes import Outcome
 from harness.specfiles import load_checked
 from harness.report.verdict import Waiver
+from harness.comfy.catalogue import Catalogue
+from harness.comfy.convert import convert, is_ui_workflow
 from harness.comfy.workflows import Override, apply_overrides, load_workflow, shorthand_overrides
 
 __all__ = ["Case", "OutputCheck", "Suite", "load_case_files", "cases_from_workflows"]
@@ -33,7 +37,7 @@ class OutputCheck:
 class Case:
     id: str
     workflow: dict
-    """The API-format prompt to submit, overrides applied."""
+    """The API-format prompt to submit, overrides applied; for a UI-format case, the UI export as saved."""
     workflow_path: Path
     expect: Mapping[str, Outcome] = field(default_factory=lambda: {"default": Outcome.PASSED})
     """Expected outcome by endpoint name or profile name, with ``default`` for the rest."""
@@ -47,6 +51,28 @@ class Case:
     """Attempts per cell; None defers to the run's ``--repeat``."""
     images: tuple[Path, ...] = ()
     """Input images the workflow's LoadImage nodes name, sent with each submission under their file names."""
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    """A UI-format case's ``overrides`` as written, applied to each endpoint's prompt once converted."""
+
+    @property
+    def is_ui(self) -> bool:
+        """The workflow is a UI export, converted per endpoint."""
+        return is_ui_workflow(self.workflow)
+
+    def prompt_for(self, catalogue: Catalogue, frontend: str) -> dict:
+        """The prompt this case submits to an endpoint with ``catalogue`` whose web frontend is ``frontend``.
+
+        Raises ``MissingClasses`` when a node's class is not in the catalogue and ``ConversionError``
+        when the UI file cannot be converted at all; ``WorkflowError`` when an override finds no node.
+        """
+        if not self.is_ui:
+            return self.workflow
+        return _overridden(convert(self.workflow, catalogue, frontend=frontend), self.overrides, f"{self.source}.overrides")
+
+    def __repr__(self) -> str:
+        # Short: it is the test parameter pytest and Allure print (and Allure's history id hashes), and
+        # the workflow would make it pages long.
+        return f"<Case {self.id}>"
 
     def details(self) -> dict:
         """What matrix.json keeps of the case beside its id (``case_details``)."""
@@ -100,20 +126,27 @@ def _waiver(spec: Mapping[str, Any], where: str) -> Waiver:
     return Waiver(spec["case"], spec["endpoint"], spec["reason"], expires)
 
 
-def _case_from_spec(spec: Mapping[str, Any], workflows_dir: Path, where: str) -> Case:
-    workflow_path = workflows_dir / spec["workflow"]
-    base = load_workflow(workflow_path)
-    overrides_spec = spec.get("overrides", {})
-    overrides = shorthand_overrides(overrides_spec, base, f"{where}.overrides")
+def _overridden(workflow: dict, overrides_spec: Mapping[str, Any], where: str) -> dict:
+    """The API prompt with a case's ``overrides`` (shorthands and per-node inputs) applied."""
+    overrides = shorthand_overrides(overrides_spec, workflow, where)
     overrides += [
         Override(o["input"], o["value"], node=o.get("node"), class_type=o.get("class"))
         for o in overrides_spec.get("inputs", [])
     ]
+    return apply_overrides(workflow, overrides, where)
+
+
+def _case_from_spec(spec: Mapping[str, Any], workflows_dir: Path, where: str) -> Case:
+    workflow_path = workflows_dir / spec["workflow"]
+    base = load_workflow(workflow_path)
+    overrides_spec = spec.get("overrides", {})
+    is_ui = is_ui_workflow(base)
     expect = spec.get("expect", "passed")
     expect_map = {"default": expect} if isinstance(expect, str) else dict(expect)
     return Case(
         id=spec["id"],
-        workflow=apply_overrides(base, overrides, f"{where}.overrides"),
+        # A UI export's overrides wait for its conversion: node ids and inputs exist only in the prompt.
+        workflow=base if is_ui else _overridden(base, overrides_spec, f"{where}.overrides"),
         workflow_path=workflow_path,
         expect={k: Outcome(v) for k, v in expect_map.items()},
         outputs=OutputCheck(**spec.get("outputs", {})),
@@ -123,6 +156,7 @@ def _case_from_spec(spec: Mapping[str, Any], workflows_dir: Path, where: str) ->
         required=spec.get("required", True),
         repeat=spec.get("repeat"),
         images=tuple(_input_image(workflows_dir / name, f"{where}.images[{i}]") for i, name in enumerate(spec.get("images", ()))),
+        overrides=overrides_spec if is_ui else {},
     )
 
 
@@ -133,7 +167,7 @@ def _input_image(path: Path, where: str) -> Path:
 
 
 def cases_from_workflows(directory: Path) -> Suite:
-    """One case per ``*.json`` API workflow in ``directory``, each expected to pass everywhere."""
+    """One case per ``*.json`` workflow (API or UI format) in ``directory``, each expected to pass everywhere."""
     paths = sorted(directory.glob("*.json"))
     if not paths:
         raise ConfigError(f"--workflows {directory}: no *.json workflow files there")

@@ -33,6 +33,14 @@ class Cell:
     """Success rate, Wilson interval, outcome histogram and latency figures over the attempts."""
     cost: dict | None = None
     """Cost per image, where the endpoint has a price."""
+    conversion: dict | None = None
+    """A UI-format case's conversion to this endpoint's prompt: ``format``, ``comfyui_version`` and
+    ``frontend`` modelled, ``reason`` (where the version came from), ``catalogue``; None for API cases."""
+
+    def __repr__(self) -> str:
+        # Short: pytest prints it in assertion explanations and Allure in parameters; the whole cell
+        # (evidence, timings, attempts) is in the report.
+        return f"<Cell {self.case}@{self.endpoint}: {self.outcome.value}, expected {self.expected.value}>"
 
     @property
     def ok(self) -> bool:
@@ -48,6 +56,8 @@ class Cell:
         if len(self.attempts) > 1:
             lo, hi = self.stats["wilson95"]
             text += f", {self.stats['passed']}/{len(self.attempts)} attempts passed (95% CI {lo:.0%}–{hi:.0%})"
+            if self.stats.get("wholly_cached"):
+                text += f", {self.stats['wholly_cached']} served wholly from cache"
         message = self.evidence.get("message")
         return f"{text}: {message}" if message else text
 
@@ -72,4 +82,5 @@ class Cell:
             "stats": self.stats,
             "cost": self.cost,
             "attempts": [attempt.to_dict() for attempt in self.attempts],
+            "conversion": self.conversion,
         }

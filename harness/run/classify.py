@@ -20,7 +20,7 @@ from typing import Any
 
 from harness.comfy.modelfiles import model_folder
 from harness.run.outcomes import NODE_ERROR_PRECEDENCE, Outcome
-from harness.comfy.packs import Attribution, attribute, option_pack
+from harness.comfy.packs import Attribution, Source, attribute, option_pack
 
 __all__ = [
     "REASON_OUTCOMES",
@@ -86,6 +86,8 @@ class Evidence:
     hint: str = ""
     retry_after: str | None = None
     """A refusal's ``Retry-After`` header as sent (seconds or an HTTP date): when to come back."""
+    phase: str | None = None
+    """For a deadline that ended the cell: what it was waiting for (``submit``, ``queue``, ``execution``, ``download``)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON for matrix.json; always the same keys, in this order."""
@@ -103,6 +105,7 @@ class Evidence:
             "http_status": self.http_status,
             "hint": self.hint,
             "retry_after": self.retry_after,
+            "phase": self.phase,
         }
 
     def canonical_message(self) -> str:
@@ -239,19 +242,21 @@ def _missing_from_error(kind: Any, text: str, error: Mapping[str, Any]) -> tuple
 
 
 def missing_node(
-    missing: Sequence[tuple[str | None, str | None]], *, http_status: int | None = None
+    missing: Sequence[tuple[str | None, str | None]], *, http_status: int | None = None,
+    declared: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Classification:
     """missing_node for the given (node_id, class_type) pairs, with the packs that provide each class.
 
     A class_type of None is a node without ``class_type``: in the wild the usual trace of a custom node
     the exporting ComfyUI did not have (its frontend drops the field of nodes it cannot resolve).
+    ``declared`` maps a class to the UI file's node ``properties``, which name the pack its author had.
     """
     nodes_of: dict[str, list[str]] = {}
     untyped = [str(node_id) for node_id, class_type in missing if class_type is None]
     for node_id, class_type in missing:
         if class_type is not None:
             nodes_of.setdefault(class_type, []).append(str(node_id))
-    attributions = {class_type: attribute(class_type) for class_type in nodes_of}
+    attributions = {class_type: attribute(class_type, (declared or {}).get(class_type)) for class_type in nodes_of}
     providers = {class_type: _provider_text(a) for class_type, a in attributions.items()}
     if len(nodes_of) == 1 and not untyped:
         [(class_type, ids)] = nodes_of.items()
@@ -261,7 +266,8 @@ def missing_node(
         count = "1 node class is" if len(nodes_of) == 1 else f"{len(nodes_of)} node classes are"
         parts = [f"{count} not installed: {listed}"] if nodes_of else []
     if untyped:
-        parts.append(f"{_nodes_text(untyped)} has no class_type (usually a custom node missing where the workflow was exported)")
+        verb = "has" if len(untyped) == 1 else "have"
+        parts.append(f"{_nodes_text(untyped)} {verb} no class_type (usually a custom node missing where the workflow was exported)")
     installs = list(dict.fromkeys(f"Install {a.pack.title} ({a.pack.install})" for a in attributions.values() if a.pack))
     only = missing[0] if len(missing) == 1 else (None, None)
     return _verdict(
@@ -280,6 +286,9 @@ def _provider_text(attribution: Attribution) -> str:
     pack = attribution.pack
     if pack is None:
         return "no known pack provides it"
+    if attribution.source is Source.DECLARED:
+        had = f" {pack.version}" if pack.version else ""
+        return f"from {pack.title}{had} ({pack.url}), as the workflow file says"
     others = len(attribution.candidates) - 1
     return f"provided by {pack.title}" + (f", also claimed by {others} other pack{'s' if others > 1 else ''}" if others else "")
 

@@ -48,6 +48,7 @@ class Outcome(str, enum.Enum):
     UNREACHABLE = "unreachable"
     SERVER_ERROR = "server_error"
     PROTOCOL_ERROR = "protocol_error"
+    NO_CATALOGUE = "no_catalogue"
 
     @property
     def info(self) -> OutcomeInfo:
@@ -109,6 +110,11 @@ _INFO: dict[Outcome, OutcomeInfo] = {
     Outcome.PROTOCOL_ERROR: OutcomeInfo(
         "The endpoint answered in a shape the harness does not understand.",
         "Check the endpoint kind and URL; report the evidence if the kind is right.", _I, False),
+    Outcome.NO_CATALOGUE: OutcomeInfo(
+        "A UI-format workflow could not be converted to the prompt the endpoint's frontend would send: the "
+        "endpoint serves no /object_info and none is configured, and the conversion follows its node definitions.",
+        "Give the endpoint `object_info:` in endpoints.yaml (a saved /object_info of its image: a file or URL), "
+        "or replay an API-format export.", _I, False),
 }
 
 NODE_ERROR_PRECEDENCE: tuple[Outcome, ...] = (
