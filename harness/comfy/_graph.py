@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from harness.comfy._widgets import layout
+from harness.comfy._widgets import layout, option_widgets
 
 __all__ = ["Graph", "Node", "UNSET"]
 
@@ -202,7 +202,6 @@ class Builder:
             return node
         node.class_type = t
         lay = self.layout(t)
-        node.widgets = lay.widgets
         if not node.title:
             node.title = lay.title
         # ComfyNode.configure: the inputs follow the node definition, taking each one's link from the
@@ -223,7 +222,7 @@ class Builder:
             outputs.append([saved.get("name"), "COMBO" if isinstance(out_type, list) else out_type, saved.get("links")])
         outputs.extend(node.outputs[len(outputs):])
         node.outputs = outputs
-        node.values = self.values(lay, data.get("widgets_values"))
+        self.values(node, lay, data.get("widgets_values"))
         return node
 
     def promote(self, node: Node, saved: Any) -> None:
@@ -285,26 +284,51 @@ class Builder:
                         node.overrides[(source, widget_name)] = value
                         break
 
-    def values(self, lay, saved: Any) -> list:
-        values = [w.default for w in lay.widgets]
-        if saved is None:
-            return values
+    def values(self, node: Node, lay, saved: Any) -> None:
+        """LGraphNode.configure: ``widgets_values`` fill the widgets by position, skipping the unsaved."""
+        widgets = list(lay.widgets)
+        if any(w.options is not None for w in widgets):
+            # A DynamicCombo builds its option's widgets when created (with its default) and again
+            # whenever it is given a value, in the middle of this very loop.
+            position = 0
+            while position < len(widgets):
+                if widgets[position].options is not None:
+                    self.choose(widgets, position, widgets[position].default)
+                position += 1
+        values = [w.default for w in widgets]
         if isinstance(saved, list) and lay.migrate is not None:
             saved = migrate_widgets_values(lay.migrate, saved, self.frontend)
-        if not isinstance(saved, list):
+        if saved is not None and not isinstance(saved, list):
             # A dict of values (some packs save one): LGraphNode.configure indexes it by position, so
-            # every widget becomes undefined.
-            return [UNSET if w.slot else v for w, v in zip(lay.widgets, values)]
-        index = 0
-        for position, widget in enumerate(lay.widgets):
-            if not widget.slot:
-                continue
-            if index >= len(saved):
-                break
-            values[position] = saved[index]
-            index += 1
-        return values
+            # every saved widget becomes undefined.
+            values = [UNSET if w.slot else v for w, v in zip(widgets, values)]
+        elif saved is not None:
+            index = position = 0
+            while position < len(widgets):
+                widget = widgets[position]
+                if widget.slot:
+                    if index >= len(saved):
+                        break
+                    values[position] = saved[index]
+                    index += 1
+                    if widget.options is not None:
+                        added = self.choose(widgets, position, saved[index - 1])
+                        values[position + 1:position + 1 + added[0]] = [w.default for w in added[1]]
+                position += 1
+        node.widgets = tuple(widgets)
+        node.values = values
 
+    def choose(self, widgets: list, position: int, key: Any) -> tuple[int, list]:
+        """Replace the option widgets after the DynamicCombo at ``position`` with those of ``key``."""
+        combo = widgets[position]
+        prefix = combo.name + "."
+        end = position + 1
+        while end < len(widgets) and widgets[end].name.startswith(prefix):
+            end += 1
+        removed = end - position - 1
+        added = option_widgets(combo, key, self.frontend)
+        widgets[position + 1:end] = added
+        return removed, added
 
 def widget_for_link(node: Node, link_id: Any) -> Any:
     """getWidgetFromSlot: ``(widget name, current value)`` behind the input ``link_id`` enters, or NO_WIDGET."""

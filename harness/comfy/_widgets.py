@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-__all__ = ["Layout", "Widget", "layout"]
+__all__ = ["Layout", "Widget", "layout", "option_widgets"]
 
 
 class Widget(NamedTuple):
@@ -27,6 +27,9 @@ class Widget(NamedTuple):
     """A text widget whose ``{a|b}`` choices and comments the frontend resolves when queueing."""
     control: bool = False
     """A ``control_after_generate`` companion (or its filter list): a slot, never in the prompt."""
+    options: Any = None
+    """A V3 DynamicCombo's ``{key: inputs}``: choosing a key puts that option's widgets, named
+    ``<combo>.<input>``, right after the combo."""
 
 
 class Layout(NamedTuple):
@@ -138,6 +141,10 @@ def _widgets_of(name: str, kind: str, opts: Mapping[str, Any], spec: list, front
             widgets.append(Widget("control_after_generate", "randomize", True, False, control=True))
             widgets.append(Widget("control_filter_list", "", True, False, control=True))
         return widgets
+    if kind == "COMFY_DYNAMICCOMBO_V3":
+        # dynamicComboWidget: a combo of the option keys whose value builds the option's widgets.
+        choices = {o.get("key"): o.get("inputs") or {} for o in opts.get("options") or () if isinstance(o, Mapping)}
+        return [Widget(name, next(iter(choices), None), True, True, options=choices)]
     if kind == "STRING":
         return [Widget(name, opts.get("default", ""), True, True, dynamic_prompt=bool(opts.get("dynamicPrompts")))]
     if kind == "BOOLEAN":
@@ -149,6 +156,22 @@ def _widgets_of(name: str, kind: str, opts: Mapping[str, Any], spec: list, front
         # useImageCompareWidget: not saved in the workflow (widget.serialize = false), but sent.
         return [Widget(name, ["", ""], False, True)]
     return [Widget(name, opts.get("default"), True, True)]
+
+
+def option_widgets(combo: Widget, key: Any, frontend: str) -> list[Widget]:
+    """The widgets a DynamicCombo adds for option ``key`` (required, then optional inputs)."""
+    inputs = combo.options.get(key) if isinstance(key, str) else None
+    if not isinstance(inputs, Mapping):
+        return []
+    known = _WIDGET_TYPES[frontend]
+    made: list[Widget] = []
+    for category in ("required", "optional"):
+        for sub, spec in (inputs.get(category) or {}).items():
+            kind = "COMBO" if isinstance(spec[0], list) else spec[0]
+            opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+            if kind in known and not opts.get("forceInput"):
+                made.extend(_widgets_of(f"{combo.name}.{sub}", kind, opts, spec, frontend))
+    return made
 
 
 def layout(class_type: str, info: Mapping[str, Any], frontend: str) -> Layout:
