@@ -264,24 +264,28 @@ class Builder:
         names = [name for _index, name in node.widgets]
         remap = self.remaps.get(node.subgraph.id) or {}
         for index, entry in enumerate(proxies):
-            if not isinstance(entry, list) or len(entry) < 2 or index >= len(saved) or saved[index] is None:
+            if not isinstance(entry, list) or len(entry) < 2:
                 continue
-            source, widget_name, value = str(entry[0]), entry[1], saved[index]
+            # pickHostValue: a missing or null value is a hole, which changes nothing.
+            hole = index >= len(saved) or saved[index] is None
+            source, widget_name = str(entry[0]), entry[1]
             source = str(remap.get(source, source))
             if (source, widget_name) in sources:
-                node.values[sources.index((source, widget_name))] = value
+                if not hole:
+                    node.values[sources.index((source, widget_name))] = saved[index]
             elif source == "-1":
-                if widget_name in names:
-                    node.values[names.index(widget_name)] = value
+                if widget_name in names and not hole:
+                    node.values[names.index(widget_name)] = saved[index]
             else:
                 inner = node.subgraph.nodes.get(source)
                 if inner is None or inner.kind != "comfy":
                     continue
-                for entry_input in inner.inputs:
-                    if entry_input[3] == widget_name:
-                        # A promoted widget no subgraph input feeds: 1.49.6 adds a subgraph input
-                        # for it, so this instance sends its own value.
-                        node.overrides[(source, widget_name)] = value
+                for position, widget in enumerate(inner.widgets):
+                    if widget.name == widget_name and any(i[3] == widget_name for i in inner.inputs):
+                        # A promoted widget no subgraph input feeds: 1.49.6 links a new subgraph
+                        # input to it, so it sends this instance's value (or its own, for a hole)
+                        # whatever its input was linked to before.
+                        node.overrides[(source, widget_name)] = inner.values[position] if hole else saved[index]
                         break
 
     def values(self, node: Node, lay, saved: Any) -> None:
@@ -593,6 +597,8 @@ def emit(flat: Flattener, serialize) -> dict:
                 if value is not UNSET:
                     inputs[widget.name] = {"__value__": value} if isinstance(value, list) else value
         for index, entry in enumerate(node.inputs):
+            if overrides and entry[3] is not None and (node.sid, entry[3]) in overrides:
+                continue
             resolved = flat.resolve_input(dto, index, set())
             if resolved is None:
                 continue

@@ -182,8 +182,9 @@ def layout(class_type: str, info: Mapping[str, Any], frontend: str) -> Layout:
     widget_inputs: list[tuple[str, Any, bool]] = []
     specs, ordered = _ordered_inputs(info)
     for name, spec, _optional in ordered:
-        kind = "COMBO" if isinstance(spec[0], list) else spec[0]
         opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+        # A multi-type input ("FLOAT,INT") names the widget it gets in widgetType.
+        kind = "COMBO" if isinstance(spec[0], list) else opts.get("widgetType") or spec[0]
         forced = bool(opts.get("forceInput"))
         if kind in known and not forced:
             made = _widgets_of(name, kind, opts, spec, frontend)
