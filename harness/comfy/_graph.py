@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from harness.comfy._widgets import layout, option_widgets
+from harness.comfy._widgets import Widget, layout, option_widgets
 
 __all__ = ["Graph", "Node", "UNSET"]
 
@@ -222,8 +222,33 @@ class Builder:
             outputs.append([saved.get("name"), "COMBO" if isinstance(out_type, list) else out_type, saved.get("links")])
         outputs.extend(node.outputs[len(outputs):])
         node.outputs = outputs
-        self.values(node, lay, data.get("widgets_values"))
+        if t == "CustomCombo" and self.frontend == "1.49.6":
+            self.custom_combo(node, lay, data.get("widgets_values"))
+        else:
+            self.values(node, lay, data.get("widgets_values"))
         return node
+
+    def custom_combo(self, node: Node, lay, saved: Any) -> None:
+        """Comfy.CustomWidgets (1.49.6) CustomCombo: after its combo, a hidden ``index`` (the position of
+        the chosen value among the options) and ``option1``, ``option2``... text widgets, one more
+        added whenever the last is given a value."""
+        saved = saved if isinstance(saved, list) else []
+        choice = saved[0] if saved else lay.widgets[0].default
+        options: list = [""]
+        for position, value in enumerate(saved[2:]):
+            if position >= len(options):
+                break
+            options[position] = value
+            if position == len(options) - 1:
+                if value:
+                    options.append("")
+            elif not value and position == len(options) - 2 and not options[-1]:
+                # Emptying the second-to-last option removes the empty last one.
+                options.pop()
+        node.widgets = (lay.widgets[0], Widget("index", -1, True, True),
+                        *(Widget(f"option{i + 1}", "", True, True) for i in range(len(options))))
+        index = next((i for i, v in enumerate(options) if v == choice and type(v) is type(choice)), -1)
+        node.values = [choice, index, *options]
 
     def promote(self, node: Node, saved: Any) -> None:
         """SubgraphNode widgets: per instance input, the first inner widget its subgraph input feeds,
