@@ -47,6 +47,8 @@ class Settings:
     cases: tuple[Path, ...]
     report_dir: Path
     repeat: int = 1
+    repeat_identical: bool = False
+    """Send repeats as written instead of varying their seeds (to measure the endpoint's cache)."""
     cold_start: bool = False
     baseline: str | None = None
     candidate: str | None = None
@@ -70,6 +72,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--repeat", dest="comfy_repeat", type=int, default=None, metavar="N",
                     help="Attempts per cell (a case's own `repeat` wins); cells then report success rate and "
                          "latency percentiles. ini: comfy_repeat.")
+    group.addoption("--repeat-identical", dest="comfy_repeat_identical", action="store_true", default=None,
+                    help="Send every attempt as written; by default a measured attempt gets its seed-like inputs "
+                         "(seed, noise_seed, *_seed) unique to the run and attempt, so ComfyUI cannot serve it from "
+                         "its cache. ini: comfy_repeat_identical.")
     group.addoption("--cold-start", dest="comfy_cold_start", action="store_true", default=None,
                     help="Wait each endpoint's cold_start.idle (endpoints file) before its first request and "
                          "time that request apart. ini: comfy_cold_start.")
@@ -87,6 +93,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("comfy_cases", "Case files (YAML), globs relative to the rootdir.", type="linelist", default=["cases/*.yaml"])
     parser.addini("comfy_report_dir", "Report directory.", default="reports")
     parser.addini("comfy_repeat", "Attempts per cell.", default="1")
+    parser.addini("comfy_repeat_identical", "Send repeats as written (see --repeat-identical).", type="bool", default=False)
     parser.addini("comfy_cold_start", "Measure cold starts (see --cold-start).", type="bool", default=False)
     parser.addini("comfy_baseline", "Verdict baseline endpoint.", default="")
     parser.addini("comfy_candidate", "Verdict candidate endpoint.", default="")
@@ -130,6 +137,7 @@ def _settings(config: pytest.Config) -> Settings:
         cases=tuple(p for pattern in config.getini("comfy_cases") for p in sorted(root.glob(pattern))),
         report_dir=path("comfy_report_dir", "comfy_report_dir") or root / "reports",
         repeat=repeat,
+        repeat_identical=bool(value("comfy_repeat_identical", "comfy_repeat_identical")),
         cold_start=bool(value("comfy_cold_start", "comfy_cold_start")),
         baseline=value("comfy_baseline", "comfy_baseline"),
         candidate=value("comfy_candidate", "comfy_candidate"),
@@ -336,7 +344,8 @@ class CompatRun:
         scheduled = {case.id: case for case, _ in self._scheduled}
         self.writer.plan(list(scheduled.values()), self._suite.waivers if self._suite else [])
         self._thread = EngineThread()
-        self._engine = Engine(endpoints, self.writer, repeat=self.settings.repeat, cold_start=self.settings.cold_start)
+        self._engine = Engine(endpoints, self.writer, repeat=self.settings.repeat, cold_start=self.settings.cold_start,
+                              repeat_identical=self.settings.repeat_identical)
         self._thread.call(self._engine.start())
 
     def _start_reference_endpoints(self) -> list[Endpoint]:

@@ -43,12 +43,13 @@ EXPECTED = {
     "b_clownshark_minimal_stock": Outcome.MISSING_NODE,
     "c_sdxl_missing_ckpt_custom": Outcome.MISSING_MODEL,
     "c_sdxl_missing_ckpt_stock": Outcome.MISSING_MODEL,
-    # The dev API drops details: "Job processing failed" alone is read as an execution error.
-    "d_denrisi_custom": Outcome.EXECUTION_ERROR,
+    # The dev API drops details: "Job processing failed" alone hides whether ComfyUI accepted the prompt
+    # in part (Denrisi on custom) or a node raised (ImageBatch), so it is server_error, the reason hidden.
+    "d_denrisi_custom": Outcome.SERVER_ERROR,
     "d_denrisi_stock": Outcome.MISSING_NODE,
-    "e_exec_error_imagebatch_custom": Outcome.EXECUTION_ERROR,
-    "e_exec_error_imagebatch_run_status": Outcome.EXECUTION_ERROR,
-    "e_exec_error_imagebatch_stock": Outcome.EXECUTION_ERROR,
+    "e_exec_error_imagebatch_custom": Outcome.SERVER_ERROR,
+    "e_exec_error_imagebatch_run_status": Outcome.SERVER_ERROR,
+    "e_exec_error_imagebatch_stock": Outcome.SERVER_ERROR,
     "f2_input_without_workflow": Outcome.PROTOCOL_ERROR,
     "f2b_input_prompt_instead_of_workflow": Outcome.PROTOCOL_ERROR,
     "f2c_workflow_null": Outcome.PROTOCOL_ERROR,
@@ -63,7 +64,7 @@ EXPECTED = {
     "f4c_images_not_list": Outcome.INVALID_INPUT,
     "f4d_images_entry_missing_image_key": Outcome.INVALID_INPUT,
     "f4e_images_entry_is_string_passing_check": Outcome.SERVER_ERROR,
-    "f4g_images_valid_base64_not_an_image": Outcome.EXECUTION_ERROR,
+    "f4g_images_valid_base64_not_an_image": Outcome.SERVER_ERROR,  # "Job processing failed" again
     "f4h_loadimage_missing_file_no_images": Outcome.INVALID_INPUT,
     "g1_unreachable_no_pidfile": Outcome.UNREACHABLE,
     "g1b_unreachable_missing_workflow": Outcome.PROTOCOL_ERROR,

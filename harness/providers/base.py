@@ -79,6 +79,10 @@ class RunRecord:
     timings: Timings = Timings()
     job_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    cached_nodes: int | None = None
+    """Nodes the endpoint served from its cache (ComfyUI's ``execution_cached``); None where it does not say."""
+    executed_nodes: int | None = None
+    """Nodes that really ran (ComfyUI's per-node ``executing`` events); None where they were not all seen."""
 
 
 class TransportFailure(Exception):

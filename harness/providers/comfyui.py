@@ -36,7 +36,7 @@ from harness.providers.base import (
     transport_failures,
     with_retry_after,
 )
-from harness.providers.comfyui_events import EventHub
+from harness.providers.comfyui_events import EventHub, PromptEvents
 
 __all__ = ["ComfyUIProvider"]
 
@@ -124,7 +124,8 @@ class ComfyUIProvider(BaseProvider):
             verdict = partial or classify_history(entry)
             images = () if verdict is not None else await self._download(entry, outputs_dir)
             timings = Timings(queue=queue_s, execution=exec_s, total=time.monotonic() - started)
-            return RunRecord(verdict, tuple(images), timings, prompt_id)
+            cached, executed = _cache_use(entry, hub.watch(prompt_id))
+            return RunRecord(verdict, tuple(images), timings, prompt_id, cached_nodes=cached, executed_nodes=executed)
         except TransportFailure as exc:
             return RunRecord(exc.classification, timings=Timings(total=time.monotonic() - started))
         finally:
@@ -245,6 +246,24 @@ class _Reply:
 
     def json(self) -> Any:
         return json.loads(self.text)
+
+
+def _cache_use(entry: Any, events: PromptEvents) -> tuple[int | None, int | None]:
+    """(nodes served from cache, nodes that ran) of a finished prompt.
+
+    The cached nodes come from ``execution_cached``, on the socket or in the history entry's messages
+    (so polling knows them too); the nodes that ran only from the socket's ``executing`` events, and
+    only when it saw the prompt from its first event to its last.
+    """
+    cached = events.cached
+    if cached is None:
+        status = entry.get("status") if isinstance(entry, Mapping) else None
+        messages = status.get("messages") if isinstance(status, Mapping) else None
+        found = [m[1].get("nodes") for m in messages or () if isinstance(m, list) and len(m) == 2
+                 and m[0] == "execution_cached" and isinstance(m[1], Mapping)]
+        cached = found[0] if found and isinstance(found[0], list) else None
+    executed = len(events.ran) if events.ended and events.cached is not None else None
+    return (len(cached) if cached is not None else None), executed
 
 
 def _read_submission(response: _Reply) -> tuple[Classification | None, str, Classification | None]:

@@ -3,9 +3,10 @@
 ComfyUI sends a prompt's events to the socket of the ``client_id`` it was submitted with, and sends
 its broadcasts (``status``, ``progress_state``) to every socket: a socket per prompt would make each
 of N concurrent cells read N times the traffic and pay a handshake each. Here one reader task notes,
-per prompt id, when ``execution_start`` and the final ``executing`` (``node: null``) arrived; a cell
-waits on its prompt's two flags. Events that arrive before the cell knows its prompt id (a fast
-prompt finishing before POST /prompt has answered) wait in the same record.
+per prompt id, when ``execution_start`` and the final ``executing`` (``node: null``) arrived, which
+nodes ``execution_cached`` named and which ran (``executing``); a cell waits on its prompt's two
+flags. Events that arrive before the cell knows its prompt id (a fast prompt finishing before POST
+/prompt has answered) wait in the same record.
 
 When the socket cannot be opened or dies, ``connected`` turns false and every waiter wakes: cells
 then poll ``/queue`` and ``/history`` (the provider's fallback), and the next cell tries to reconnect.
@@ -35,6 +36,12 @@ class PromptEvents:
     """Monotonic time ``execution_start`` arrived."""
     started: asyncio.Event = field(default_factory=asyncio.Event)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+    cached: tuple[str, ...] | None = None
+    """The nodes ``execution_cached`` named: served from ComfyUI's cache, not run."""
+    ran: set[str] = field(default_factory=set)
+    """Nodes ComfyUI sent ``executing`` for: it sends none for a cached node."""
+    ended: bool = False
+    """The final ``executing`` arrived, so ``ran`` saw the whole prompt (not a socket that died midway)."""
 
 
 class EventHub:
@@ -93,9 +100,14 @@ class EventHub:
             events = self.watch(prompt_id)
             events.started_at = time.monotonic()
             events.started.set()
+        elif kind == "execution_cached" and isinstance(data.get("nodes"), list):
+            self.watch(prompt_id).cached = tuple(str(n) for n in data["nodes"])
+        elif kind == "executing" and data.get("node") is not None:
+            self.watch(prompt_id).ran.add(str(data["node"]))
         # executing with node null comes after the history entry is written, on every ending.
-        elif kind == "executing" and data.get("node") is None:
+        elif kind == "executing":
             events = self.watch(prompt_id)
+            events.ended = True
             events.started.set()
             events.finished.set()
 

@@ -61,6 +61,10 @@ _RAW_RESPONSE = ". Raw response: "
 _BULLET = re.compile(r"^• Node (?P<node_id>.+?) \((?P<key>[^()]+)\): (?P<value>.*)$")
 _EXECUTION = re.compile(r"^Workflow execution error: Node Type: (?P<node_type>.*?), Node ID: (?P<node_id>.*?), Message: (?P<message>.*)$", re.DOTALL)
 _NO_OUTPUTS = "No outputs found in history for prompt"
+_HIDDEN = ('the provider hides the reason: worker-comfyui answered only "Job processing failed" (an execution error, '
+           "or a run without outputs such as a prompt ComfyUI accepted only in part) and this API keeps no details")
+_HIDDEN_HINT = ("Give the endpoint `object_info:` (a saved /object_info of its image) so the preflight can prove a "
+                "validation failure, or replay the workflow on a plain ComfyUI to see ComfyUI's own answer.")
 # Strings of worker-comfyui v5.8.5's handler.py that need no parsing, by prefix: the outcome and why.
 _FIXED: tuple[tuple[str, Outcome, str], ...] = (
     ("Failed to upload one or more input images", Outcome.INVALID_INPUT, "an input image did not upload"),
@@ -311,7 +315,13 @@ def _uncaught(error: str) -> Classification | None:
 
 
 def _processing_failed(details: Any) -> Classification:
-    """"Job processing failed": the cause is only in ``details``, which the dev API drops."""
+    """"Job processing failed": the cause is only in ``details``, which the dev API drops.
+
+    worker-comfyui says this for an execution error and for a run without outputs alike; a prompt
+    ComfyUI accepted only in part (200 with node_errors, which the handler ignores) is the latter. So
+    without details the reason is hidden, and with "No outputs found" why there were none is: both
+    stay ``hidden`` for the engine to recover from the endpoint's catalogue, where it proves one.
+    """
     details = [str(d) for d in details] if isinstance(details, list) else []
     for detail in details:
         found = _EXECUTION.match(detail)
@@ -323,8 +333,11 @@ def _processing_failed(details: Any) -> Classification:
             message = f"{found['node_type']} (node {found['node_id']}) failed: {first_line}"
             return dataclasses.replace(verdict, evidence=dataclasses.replace(verdict.evidence, message=message))
     if any(d.startswith(_NO_OUTPUTS) for d in details):
-        return failure(Outcome.OUTPUT_INVALID, f"the workflow ran but produced no outputs: {details[0]}")
+        return Classification(Outcome.OUTPUT_INVALID, False, Evidence(
+            message=f"the workflow ran but produced no outputs: {details[0]} The provider hides why: worker-comfyui "
+                    "ignores the node_errors of a prompt ComfyUI accepted only in part",
+            hint=_HIDDEN_HINT), hidden=True)
     if details:
         return failure(Outcome.EXECUTION_ERROR, f"Job processing failed: {'; '.join(details)}")
-    return failure(Outcome.EXECUTION_ERROR, "Job processing failed (the endpoint kept no details: an execution error, or a run without outputs)")
+    return Classification(Outcome.SERVER_ERROR, False, Evidence(message=_HIDDEN, hint=_HIDDEN_HINT), hidden=True)
 

@@ -72,7 +72,7 @@ _HIDDEN = ("the provider hides the reason: ComfyUI refused the prompt with no no
            "no output node, or a node without class_type) and the api-wrapper kept only those, as \"ComfyUI node errors: {}\"")
 _HIDDEN_HINT = ("The preflight against the endpoint's catalogue (or the profile's) names the missing class; "
                 "replay the workflow on a plain ComfyUI to see ComfyUI's own message.")
-_BUG_TEXT = (f"api-wrapper bug ({_BUG}, comfyui-api-wrapper e1d04af): the prompt ended within the wrapper's 0.5 s probe "
+_BUG_TEXT = (f"the provider hides the reason: api-wrapper bug ({_BUG}, comfyui-api-wrapper e1d04af): the prompt ended within the wrapper's 0.5 s probe "
              "without outputs (a fast execution error, or an output node that failed validation) and the wrapper "
              "crashed resubmitting it; ComfyUI's reason is lost")
 _BUG_HINT = "Replay on a plain ComfyUI for the cause, or slow the workflow down; the fix belongs in the api-wrapper."
@@ -271,7 +271,8 @@ def _classify_message(message: str) -> Classification:
             return classify_event(["execution_error", data]) or failure(Outcome.EXECUTION_ERROR, message)
         return failure(Outcome.EXECUTION_ERROR, message[:300])
     if detail == _BUG:
-        return Classification(Outcome.SERVER_ERROR, False, Evidence(message=_BUG_TEXT, hint=_BUG_HINT))
+        # Hidden: a partial acceptance ends this way too, which the endpoint's catalogue can prove.
+        return Classification(Outcome.SERVER_ERROR, False, Evidence(message=_BUG_TEXT, hint=_BUG_HINT), hidden=True)
     if stage == "Preprocessing failed: ":
         if detail.startswith("Unknown modifier"):
             return failure(Outcome.PROTOCOL_ERROR, message)

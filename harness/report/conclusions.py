@@ -69,6 +69,8 @@ def _figures_line(cell: Mapping[str, Any]) -> str | None:
     if stats.get("attempts", 1) > 1:
         lo, hi = stats["wilson95"]
         parts.append(f"{stats['passed']}/{stats['attempts']} passed (95% CI {lo:.0%}–{hi:.0%})")
+    if stats.get("wholly_cached"):
+        parts.append(f"{stats['wholly_cached']} served wholly from cache (not in p95 or cost)")
     p95 = ((stats.get("latency") or {}).get("total") or {}).get("p95")
     if p95 is not None:
         parts.append(f"p95 {p95:.2f} s")

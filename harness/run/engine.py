@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from harness.run.cases import Case, OutputCheck
 from harness.comfy.catalogue import Catalogue
+from harness.comfy.workflows import seed_inputs, vary_seeds
 from harness.run.cells import Cell
 from harness.run.classify import Classification
 from harness.run.endpoints import Endpoint
@@ -68,7 +69,8 @@ def check_outputs(images: Sequence[OutputImage], expected: OutputCheck) -> Class
 class Engine:
     """One run: its endpoints' providers, what each endpoint told about itself, and the report."""
 
-    def __init__(self, endpoints: Sequence[Endpoint], writer: MatrixWriter, *, repeat: int = 1, cold_start: bool = False) -> None:
+    def __init__(self, endpoints: Sequence[Endpoint], writer: MatrixWriter, *, repeat: int = 1, cold_start: bool = False,
+                 repeat_identical: bool = False) -> None:
         for endpoint in endpoints:
             if endpoint.kind not in PROVIDERS:
                 raise ConfigError(f"endpoint {endpoint.name!r}: kind {endpoint.kind!r} is not one of {sorted(PROVIDERS)}")
@@ -82,6 +84,8 @@ class Engine:
         self.repeat = repeat
         """Attempts per cell, unless a case sets its own."""
         self.cold_start = cold_start
+        self.repeat_identical = repeat_identical
+        """Send measured attempts as written, seeds included, so ComfyUI may serve them from its cache."""
 
     async def start(self) -> None:
         """Open a provider per endpoint and read each endpoint's catalogue and provenance, concurrently."""
@@ -112,8 +116,10 @@ class Engine:
         body_file.write_text(json.dumps(provider.request_body(case.workflow, case.images), indent=2), encoding="utf-8")
         catalogue = self.catalogues.get(endpoint_name)
         prediction = preflight(case.workflow, catalogue) if catalogue is not None else None
-        runs = await asyncio.gather(*(self._attempt(case, endpoint_name, cell_dir, index, prediction)
-                                      for index in range(case.repeat or self.repeat)))
+        count = case.repeat or self.repeat
+        repeats = _repeats(case.workflow, count, self.cold_start, self.repeat_identical)
+        runs = await asyncio.gather(*(self._attempt(case, endpoint_name, cell_dir, index, prediction, repeats["varied"])
+                                      for index in range(count)))
         attempts = [attempt for attempt, _, _ in runs]
         typical = typical_outcome(attempts)
         _, record, verdict = runs[attempts.index(typical)]
@@ -132,20 +138,25 @@ class Engine:
             tags=case.tags,
             job_id=record.job_id,
             attempts=tuple(attempts),
-            stats=cell_stats(attempts),
+            stats=cell_stats(attempts, repeats),
             cost=cell_cost(attempts, endpoint.price_per_gpu_hour),
         )
         self.writer.add_cell(cell)
         return cell
 
     async def _attempt(self, case: Case, endpoint_name: str, cell_dir: Path, index: int,
-                       prediction: Classification | None) -> tuple[Attempt, RunRecord, Classification | None]:
+                       prediction: Classification | None, vary: bool) -> tuple[Attempt, RunRecord, Classification | None]:
         endpoint = self.endpoints[endpoint_name]
+        workflow = case.workflow
+        if vary:
+            # Unique to the run, the cell and the attempt: no value repeats from an earlier run either.
+            salt = f"{self.writer.run_id}/{case.id}@{endpoint_name}/{index}"
+            workflow = vary_seeds(workflow, salt, _seed_limits(workflow, self.catalogues.get(endpoint_name)))
         # The first attempt's outputs sit where a single-attempt cell keeps them; repeats get a folder each.
         outputs = cell_dir / "outputs" / (f"attempt-{index:03d}" if index else "")
         budget = case.timeout or (endpoint.timeouts.queue + endpoint.timeouts.execution)
         async with self._slot(endpoint_name) as cold:
-            record = await self.providers[endpoint_name].run(case.workflow, deadline=time.monotonic() + budget, outputs_dir=outputs,
+            record = await self.providers[endpoint_name].run(workflow, deadline=time.monotonic() + budget, outputs_dir=outputs,
                                                              images=case.images)
         verdict = _recover_hidden(record.classification, prediction) or check_outputs(record.images, case.outputs)
         attempt = Attempt(
@@ -154,6 +165,10 @@ class Engine:
             images=sum(1 for image in record.images if image.type == "output" and not image.error),
             cold=cold,
             message=verdict.evidence.message if verdict else "",
+            cached_nodes=record.cached_nodes,
+            executed_nodes=record.executed_nodes,
+            wholly_cached=_wholly_cached(record, workflow),
+            seeds={f"{n}.{i}": workflow[n]["inputs"][i] for n, i in seed_inputs(workflow)} if vary else {},
         )
         return attempt, record, verdict
 
@@ -181,11 +196,57 @@ class Engine:
             yield False
 
 
+def _repeats(workflow: dict, count: int, cold_start: bool, identical: bool) -> dict:
+    """How a cell's attempts differ, for its ``stats``: measured attempts (repeats, a cold start) vary
+    every seed-like input so that each one really runs; ComfyUI would serve an unchanged prompt from
+    its cache. A single unmeasured attempt runs the case as written."""
+    inputs = [f"{n}.{i}" for n, i in seed_inputs(workflow)]
+    measured = count > 1 or cold_start
+    if not measured:
+        return {"varied": False, "inputs": [], "note": ""}
+    if identical:
+        return {"varied": False, "inputs": [], "note": "--repeat-identical: every attempt sent as written; the endpoint may serve repeats from its cache"}
+    if not inputs:
+        return {"varied": False, "inputs": [], "note": "nothing to vary: the workflow has no seed-like input, so the endpoint may serve repeats from its cache"}
+    return {"varied": True, "inputs": inputs, "note": f"each attempt sent {', '.join(inputs)} unique to the run and attempt, so none is served from cache"}
+
+
+def _seed_limits(workflow: dict, catalogue: Catalogue | None) -> dict[tuple[str, str], tuple[int, int]]:
+    """(min, max) of each seed-like input as the endpoint's catalogue declares it, kept within 0..2**32-1."""
+    limits = {}
+    for node_id, name in seed_inputs(workflow):
+        class_type = workflow[node_id].get("class_type")
+        spec = catalogue[class_type].inputs.get(name) if catalogue is not None and class_type in catalogue else None
+        if spec is not None:
+            low, high = spec.extra.get("min", 0), spec.extra.get("max", 2**32 - 1)
+            if isinstance(low, int) and isinstance(high, int):
+                limits[(node_id, name)] = (max(low, 0), max(min(high, 2**32 - 1), max(low, 0)))
+    return limits
+
+
+def _wholly_cached(record: RunRecord, workflow: dict) -> bool:
+    """Nothing ran: no node executed, or (where only the cached nodes are known) every node was cached."""
+    if record.classification is not None:
+        return False
+    if record.executed_nodes is not None:
+        return record.executed_nodes == 0
+    return record.cached_nodes is not None and record.cached_nodes >= len(workflow)
+
+
+_PROVABLE = frozenset({Outcome.MISSING_NODE, Outcome.MISSING_MODEL, Outcome.INVALID_INPUT, Outcome.INVALID_GRAPH})
+"""Validation-level outcomes: what the preflight against an endpoint's catalogue decides as ComfyUI would."""
+
+
 def _recover_hidden(verdict: Classification | None, prediction: Classification | None) -> Classification | None:
-    """A provider that hid ComfyUI's reason, on an endpoint whose catalogue lacks a class of the workflow:
-    the class is what ComfyUI refused (the hidden reasons are a missing class, no output node or a node
-    without class_type, and the preflight checks the latter two too)."""
-    if verdict is None or not verdict.hidden or prediction is None or prediction.outcome is not Outcome.MISSING_NODE:
+    """A provider that hid ComfyUI's reason, on an endpoint whose catalogue proves one: the preflight's verdict.
+
+    What providers hide is how ComfyUI validated the prompt: a refusal (a missing class, no output node,
+    Vast's "node errors: {}") or a partial acceptance whose node_errors the worker ignored (RunPod's
+    "Job processing failed", Vast's comfyui_job_id crash). The preflight validates as ComfyUI does, so a
+    validation-level prediction (partial acceptance included) is the reason; without one the verdict
+    stays the provider's (``server_error``, the reason hidden), never a guess.
+    """
+    if verdict is None or not verdict.hidden or prediction is None or prediction.outcome not in _PROVABLE:
         return verdict
     message = f"{prediction.evidence.message} (the provider hid ComfyUI's reason; the endpoint's catalogue proves it)"
     # Still ``hidden``: the reason was recovered from the catalogue, not heard from the endpoint.
@@ -213,6 +274,10 @@ def _evidence(verdict: Classification | None, prediction: Classification | None)
     if verdict is None:
         return {}
     evidence = verdict.evidence.to_dict()
+    if verdict.hidden:
+        # Recovered: the catalogue proved a validation outcome; else the provider's opaque verdict stands.
+        evidence["hidden"] = True
+        evidence["recovered"] = verdict.outcome in _PROVABLE
     # A verdict recovered from the catalogue (hidden) already is the prediction, with its own message.
     if (verdict.outcome is Outcome.MISSING_NODE and not verdict.hidden
             and prediction is not None and prediction.outcome is Outcome.MISSING_NODE):

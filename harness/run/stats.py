@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from harness.run.outcomes import Outcome
 from harness.providers.base import Timings
@@ -30,6 +30,14 @@ class Attempt:
     cold: bool = False
     """The endpoint's first request of the run (after the idle wait, with ``--cold-start``)."""
     message: str = ""
+    cached_nodes: int | None = None
+    """Nodes the endpoint served from its cache; None where the endpoint does not say."""
+    executed_nodes: int | None = None
+    """Nodes that really ran; None where that was not observed."""
+    wholly_cached: bool = False
+    """Nothing ran: the endpoint replayed its cache. Left out of latency and cost."""
+    seeds: dict[str, int] = field(default_factory=dict)
+    """``node.input`` → the value a varied repeat sent (see the engine's ``--repeat-identical``)."""
 
     @property
     def billed_seconds(self) -> tuple[float, str]:
@@ -40,7 +48,8 @@ class Attempt:
 
     def to_dict(self) -> dict:
         return {"outcome": self.outcome.value, "timings": self.timings.to_dict(), "images": self.images,
-                "cold": self.cold, "message": self.message}
+                "cold": self.cold, "message": self.message, "cached_nodes": self.cached_nodes,
+                "executed_nodes": self.executed_nodes, "wholly_cached": self.wholly_cached, "seeds": self.seeds}
 
 
 def wilson_interval(successes: int, n: int, z: float = _Z95) -> tuple[float, float]:
@@ -75,13 +84,19 @@ def typical_outcome(attempts: Sequence[Attempt]) -> Attempt:
     return next(a for a in attempts if a.outcome is outcome)
 
 
-def cell_stats(attempts: Sequence[Attempt]) -> dict:
-    """The ``stats`` of a matrix cell."""
+def cell_stats(attempts: Sequence[Attempt], repeats: Mapping | None = None) -> dict:
+    """The ``stats`` of a matrix cell; ``repeats`` says how its attempts were made to differ.
+
+    Latency leaves out attempts the endpoint served wholly from its cache: they measure the cache, not
+    a generation. The success rate counts every attempt.
+    """
     n = len(attempts)
     passed = sum(a.outcome is Outcome.PASSED for a in attempts)
     lo, hi = wilson_interval(passed, n)
     first = attempts[0]
-    warm = [a.timings.total for a in attempts if not a.cold]
+    cached = sum(a.wholly_cached for a in attempts)
+    timed = [a for a in attempts if not a.wholly_cached]
+    warm = [a.timings.total for a in timed if not a.cold]
     return {
         "attempts": n,
         "passed": passed,
@@ -89,23 +104,33 @@ def cell_stats(attempts: Sequence[Attempt]) -> dict:
         "wilson95": [lo, hi],
         "histogram": dict(Counter(a.outcome.value for a in attempts).most_common()),
         "latency": {
-            "total": percentiles([a.timings.total for a in attempts]),
-            "queue": percentiles([a.timings.queue for a in attempts if a.timings.queue is not None]),
-            "execution": percentiles([a.timings.execution for a in attempts if a.timings.execution is not None]),
+            "total": percentiles([a.timings.total for a in timed]),
+            "queue": percentiles([a.timings.queue for a in timed if a.timings.queue is not None]),
+            "execution": percentiles([a.timings.execution for a in timed if a.timings.execution is not None]),
         },
         "cold": first.timings.to_dict() if first.cold else None,
         "warm": percentiles(warm) if first.cold or n > 1 else None,
+        "wholly_cached": cached,
+        "cache_note": (f"{cached} of {n} attempts were served wholly from the endpoint's cache and are left out of "
+                       "latency and cost" if cached else ""),
+        "repeats": dict(repeats or {}),
     }
 
 
 def cell_cost(attempts: Sequence[Attempt], price_per_gpu_hour: float | None) -> dict | None:
-    """``cost`` of a matrix cell: every attempt's billed seconds, failures included, over the images made."""
+    """``cost`` of a matrix cell: every attempt's billed seconds, failures included, over the images made.
+
+    Attempts served wholly from the endpoint's cache are left out, seconds and images: a replayed image
+    says nothing of what a generation costs.
+    """
     if price_per_gpu_hour is None:
         return None
-    billed = [a.billed_seconds for a in attempts]
+    generated = [a for a in attempts if not a.wholly_cached]
+    billed = [a.billed_seconds for a in generated]
     bases = {basis for _, basis in billed}
-    cost = _cost(sum(s for s, _ in billed), sum(a.images for a in attempts), price_per_gpu_hour)
-    return {**cost, "basis": bases.pop() if len(bases) == 1 else "mixed"}
+    cost = _cost(sum(s for s, _ in billed), sum(a.images for a in generated), price_per_gpu_hour)
+    return {**cost, "basis": bases.pop() if len(bases) == 1 else "mixed" if bases else None,
+            "wholly_cached_left_out": len(attempts) - len(generated)}
 
 
 def _cost(billed_seconds: float, images: int, price_per_gpu_hour: float) -> dict:
