@@ -427,8 +427,9 @@ class Flattener:
     def __init__(self, root: Graph, frontend: str) -> None:
         self.frontend = frontend
         self.dtos: dict[str, Dto] = {}
-        self.instances: dict[str, Dto] = {}
-        for node in execution_order(root):
+        order = execution_order(root)
+        apply_primitives(order, set())
+        for node in order:
             dto = Dto(node, (), None)
             if frontend == "1.49.6":
                 # 1.49.6 does not flatten a muted or bypassed subgraph instance: it is bypassed whole.
@@ -563,6 +564,31 @@ class Flattener:
         return None
 
 
+def apply_primitives(nodes: list[Node], seen: set) -> None:
+    """PrimitiveNode.applyToGraph, run by graphToPrompt before anything else: its value becomes the
+    value of every widget its output feeds (the link then resolves to nothing)."""
+    for node in nodes:
+        if node.kind == "subgraph":
+            if node.subgraph.id not in seen:
+                seen.add(node.subgraph.id)
+                apply_primitives(list(node.subgraph.nodes.values()), seen)
+            continue
+        if node.kind != "PrimitiveNode" or not node.outputs or not node.outputs[0][2] or not node.values:
+            continue
+        value = node.values[0]
+        graph = node.graph
+        for link_id in node.outputs[0][2]:
+            link = graph.links.get(link_id)
+            target = graph.nodes.get(link[3]) if link else None
+            if target is None:
+                continue
+            name = next((i[3] for i in target.inputs if i[2] == link_id), None)
+            for index, widget in enumerate(target.widgets):
+                if name is not None and getattr(widget, "name", None) == name:
+                    target.values[index] = value
+                    break
+
+
 def execution_order(graph: Graph) -> list[Node]:
     """LGraph.computeExecutionOrder: Kahn's order from the nodes without inputs, loops last by id."""
     nodes = list(graph.nodes.values())
@@ -644,3 +670,19 @@ def emit(flat: Flattener, serialize) -> dict:
         for name in [k for k, v in inputs.items() if type(v) is list and len(v) == 2 and v[0] not in output]:
             del inputs[name]
     return output
+
+
+def all_nodes(graph: Graph) -> list[Node]:
+    """collectAllNodes: the graph's nodes, then each subgraph's (once per definition)."""
+    found: list[Node] = []
+    seen: set = set()
+
+    def walk(g: Graph) -> None:
+        for node in g.nodes.values():
+            found.append(node)
+            if node.kind == "subgraph" and node.subgraph.id not in seen:
+                seen.add(node.subgraph.id)
+                walk(node.subgraph)
+
+    walk(graph)
+    return found

@@ -27,6 +27,8 @@ class Widget(NamedTuple):
     """A text widget whose ``{a|b}`` choices and comments the frontend resolves when queueing."""
     control: bool = False
     """A ``control_after_generate`` companion (or its filter list): a slot, never in the prompt."""
+    text: bool = False
+    """Its value is read back as a string (a textarea's)."""
     options: Any = None
     """A V3 DynamicCombo's ``{key: inputs}``: choosing a key puts that option's widgets, named
     ``<combo>.<input>``, right after the combo."""
@@ -86,7 +88,15 @@ _LOCALE_TITLES: dict[str, dict[str, str]] = {
 _MEDIA_UPLOAD = ("image_upload", "video_upload", "animated_image_upload")
 
 
-def _ordered_inputs(info: Mapping[str, Any]) -> tuple[dict[str, tuple[list, bool]], list[tuple[str, list, bool]]]:
+# Comfy.AudioWidget gives these classes an audio player input the catalogue does not list.
+_AUDIO_UI = {
+    "1.27.10": frozenset({"LoadAudio", "SaveAudio", "PreviewAudio", "SaveAudioMP3", "SaveAudioOpus"}),
+    "1.49.6": frozenset({"LoadAudio", "SaveAudio", "PreviewAudio", "SaveAudioMP3", "SaveAudioOpus",
+                         "SaveAudioAdvanced"}),
+}
+
+
+def _ordered_inputs(info: Mapping[str, Any], class_type: str = "", frontend: str = "1.49.6") -> tuple[dict[str, tuple[list, bool]], list[tuple[str, list, bool]]]:
     """The inputs as the frontend's V2 node definition holds them (``{name: (spec, optional)}``, required
     first), and ``(name, spec, optional)`` in the order it builds them (getOrderedInputSpecs)."""
     declared = info.get("input") or {}
@@ -94,14 +104,26 @@ def _ordered_inputs(info: Mapping[str, Any]) -> tuple[dict[str, tuple[list, bool
     for category in ("required", "optional"):
         for name, spec in (declared.get(category) or {}).items():
             specs[name] = (spec, category == "optional")
+    required_names = [name for name, (_spec, optional) in specs.items() if not optional]
+
+    def add_required(name: str, spec: list) -> None:
+        nonlocal specs
+        specs.pop(name, None)
+        required = {k: v for k, v in specs.items() if not v[1]}
+        optional = {k: v for k, v in specs.items() if v[1]}
+        specs = {**required, name: (spec, False), **optional}
+
+    if class_type in _AUDIO_UI[frontend] and required_names:
+        add_required("audioUI", ["AUDIO_UI", {}])
+    audio = (declared.get("required") or {}).get("audio")
+    if isinstance(audio, list) and len(audio) > 1 and isinstance(audio[1], dict) and audio[1].get("audio_upload") is True:
+        # Comfy.UploadAudio: an upload button after the audio combo.
+        add_required("upload", ["AUDIOUPLOAD", {}])
     # Comfy.UploadImage adds an upload button input after the required ones for a media combo.
     for name, spec in (declared.get("required") or {}).items():
         opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
         if any(opts.get(k) is True for k in _MEDIA_UPLOAD) and (isinstance(spec[0], list) or spec[0] == "COMBO"):
-            specs.pop("upload", None)
-            required = {k: v for k, v in specs.items() if not v[1]}
-            optional = {k: v for k, v in specs.items() if v[1]}
-            specs = {**required, "upload": (["IMAGEUPLOAD", {**opts, "imageInputName": name}], False), **optional}
+            add_required("upload", ["IMAGEUPLOAD", {**opts, "imageInputName": name}])
             break
     order = info.get("input_order")
     if not order:
@@ -146,10 +168,15 @@ def _widgets_of(name: str, kind: str, opts: Mapping[str, Any], spec: list, front
         choices = {o.get("key"): o.get("inputs") or {} for o in opts.get("options") or () if isinstance(o, Mapping)}
         return [Widget(name, next(iter(choices), None), True, True, options=choices)]
     if kind == "STRING":
-        return [Widget(name, opts.get("default", ""), True, True, dynamic_prompt=bool(opts.get("dynamicPrompts")))]
+        # 1.27.10 keeps a multiline text in a textarea, whose value is always a string.
+        return [Widget(name, opts.get("default", ""), True, True, dynamic_prompt=bool(opts.get("dynamicPrompts")),
+                       text=frontend == "1.27.10" and bool(opts.get("multiline")))]
     if kind == "BOOLEAN":
         return [Widget(name, opts.get("default", False), True, True)]
-    if kind == "IMAGEUPLOAD":
+    if kind == "AUDIO_UI":
+        # The audio player is not saved; 1.27.10 sends its empty value, 1.49.6 does not send it.
+        return [Widget(name, "", False, frontend == "1.27.10")]
+    if kind in ("IMAGEUPLOAD", "AUDIOUPLOAD"):
         # The upload button keeps a place in widgets_values ("image") but is never sent.
         return [Widget(name, "image", True, False)]
     if kind == "IMAGECOMPARE":
@@ -180,7 +207,7 @@ def layout(class_type: str, info: Mapping[str, Any], frontend: str) -> Layout:
     widgets: list[Widget] = []
     plain: list[tuple[str, Any, bool]] = []
     widget_inputs: list[tuple[str, Any, bool]] = []
-    specs, ordered = _ordered_inputs(info)
+    specs, ordered = _ordered_inputs(info, class_type, frontend)
     for name, spec, _optional in ordered:
         opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
         # A multi-type input ("FLOAT,INT") names the widget it gets in widgetType.
