@@ -201,6 +201,23 @@ def option_widgets(combo: Widget, key: Any, frontend: str) -> list[Widget]:
     return made
 
 
+def _autogrow_sockets(name: str, opts: Mapping[str, Any]) -> list[tuple[str, Any, bool]]:
+    """applyAutogrow: the first ``min + 1`` groups of the template's sockets (at least one), named
+    ``<input>.<prefix><n>`` (or ``<input>.<names[n]>``); later groups come from the saved inputs."""
+    template = opts.get("template") or {}
+    inputs = template.get("input") or {}
+    specs = [(key, spec) for category in ("required", "optional") for key, spec in (inputs.get(category) or {}).items()]
+    names = template.get("names")
+    minimum = template.get("min", 1)
+    maximum = len(names) if names else template.get("max", 100)
+    sockets = []
+    for ordinal in range(min(max(1, minimum + 1), maximum)):
+        for key, spec in specs:
+            base = names[ordinal] if names else f"{template.get('prefix', '') if len(specs) == 1 else key}{ordinal}"
+            sockets.append((f"{name}.{base}", "COMBO" if isinstance(spec[0], list) else spec[0], False))
+    return sockets
+
+
 def layout(class_type: str, info: Mapping[str, Any], frontend: str) -> Layout:
     """The frontend's widgets and sockets for one ``/object_info`` entry."""
     known = _WIDGET_TYPES[frontend]
@@ -217,6 +234,8 @@ def layout(class_type: str, info: Mapping[str, Any], frontend: str) -> Layout:
             made = _widgets_of(name, kind, opts, spec, frontend)
             widgets.extend(made)
             widget_inputs.append((name, kind, True))
+        elif kind == "COMFY_AUTOGROW_V3" and frontend == "1.49.6":
+            plain.extend(_autogrow_sockets(name, opts))
         else:
             plain.append((name, kind, False))
     names = {w.name for w in widgets}

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.comfy._groupnodes import expand_group_nodes
 from harness.comfy._graph import UNSET, Builder, Flattener, all_nodes, emit
 from harness.comfy._serialize import SAVE_NODES, dynamic_prompt, js_string, text_replacements
 from harness.comfy.catalogue import Catalogue
@@ -60,7 +61,7 @@ def convert(ui: Mapping, catalogue: Catalogue, *, frontend: str = "1.49.6", stri
         raise ValueError(f"unknown frontend {frontend!r}; valid: {', '.join(FRONTENDS)}")
     object_info = catalogue.object_info
     layouts = _LAYOUTS.setdefault((id(object_info), frontend), {})
-    builder = Builder(ui, object_info, frontend, layouts)
+    builder = Builder(expand_group_nodes(ui, object_info, frontend), object_info, frontend, layouts)
     flat = Flattener(builder.root, frontend)
     return _in_js_order(emit(flat, _serializer(frontend, builder.root, choose or random.choice)))
 
