@@ -27,6 +27,8 @@ class Widget(NamedTuple):
     """A text widget whose ``{a|b}`` choices and comments the frontend resolves when queueing."""
     control: bool = False
     """A ``control_after_generate`` companion (or its filter list): a slot, never in the prompt."""
+    curve: bool = False
+    """A 1.49.6 curve widget, sent as ``{"__type__": "CURVE", "__value__": [...]}``."""
     text: bool = False
     """Its value is read back as a string (a textarea's)."""
     options: Any = None
@@ -173,6 +175,8 @@ def _widgets_of(name: str, kind: str, opts: Mapping[str, Any], spec: list, front
                        text=frontend == "1.27.10" and bool(opts.get("multiline")))]
     if kind == "BOOLEAN":
         return [Widget(name, opts.get("default", False), True, True)]
+    if kind == "CURVE":
+        return [Widget(name, opts.get("default"), True, True, curve=True)]
     if kind == "AUDIO_UI":
         # The audio player is not saved; 1.27.10 sends its empty value, 1.49.6 does not send it.
         return [Widget(name, "", False, frontend == "1.27.10")]
