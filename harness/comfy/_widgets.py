@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from harness.comfy._nodes import UNSET
+
 __all__ = ["Layout", "Widget", "layout", "option_widgets"]
 
 
@@ -175,6 +177,12 @@ def _widgets_of(name: str, kind: str, opts: Mapping[str, Any], spec: list, front
                        text=frontend == "1.27.10" and bool(opts.get("multiline")))]
     if kind == "BOOLEAN":
         return [Widget(name, opts.get("default", False), True, True)]
+    if kind in ("LOAD_3D", "LOAD_3D_ANIMATION"):
+        # Comfy.Load3D's widget brings three buttons before the scene widget; a button is saved and
+        # sent with its fixed value.
+        return [Widget("upload 3d model", "upload3dmodel", True, True),
+                Widget("upload extra resources", "uploadExtraResources", True, True),
+                Widget("clear", "clear", True, True), Widget(name, UNSET, True, True)]
     if kind == "CURVE":
         return [Widget(name, opts.get("default"), True, True, curve=True)]
     if kind == "AUDIO_UI":
