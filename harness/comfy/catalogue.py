@@ -55,6 +55,9 @@ class NodeClass:
     output_node: bool
     python_module: str
     display_name: str
+    v3: bool = False
+    """A V3 (``comfy_api``) node: its ``/object_info`` entry has ``price_badge`` (0.33.0's
+    ``GET_NODE_INFO_V1`` always writes it, a V1 ``node_info`` never)."""
 
     @classmethod
     def from_info(cls, name: str, info: Mapping[str, Any]) -> NodeClass:
@@ -75,6 +78,7 @@ class NodeClass:
             output_node=bool(info.get("output_node", False)),
             python_module=info.get("python_module", ""),
             display_name=info.get("display_name", name),
+            v3="price_badge" in info,
         )
 
 

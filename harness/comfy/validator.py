@@ -1,9 +1,11 @@
 """ComfyUI's prompt validation, reproduced offline from a node catalogue and the files an endpoint has.
 
-``validate_prompt`` answers what ``POST /prompt`` of a real ComfyUI 0.3.64 answers: accepted, accepted
-with node_errors (partial acceptance), or rejected with the same error, node_errors, dependent_outputs
-and the same quirks (see the comments marked "quirk"). It is pure: no I/O, and the given prompt is
-never modified.
+``validate_prompt`` answers what ``POST /prompt`` of a real ComfyUI answers: accepted, accepted with
+node_errors (partial acceptance), or rejected with the same error, node_errors, dependent_outputs and
+the same quirks (see the comments marked "quirk"). It is pure: no I/O, and the given prompt is never
+modified. Two releases are modelled, chosen by ``Flavour``: 0.3.64 (October 2025) and 0.33.0 (August
+2026), whose differences are listed in ``_Rules``; each is checked against its own recordings
+(tests/test_fidelity.py) and against real servers' answers to 398 public workflows (tests/test_corpus.py).
 
 The control flow follows ComfyUI's ``execution.validate_prompt`` / ``validate_inputs`` operation by
 operation, so a malformed prompt raises the same Python exception with the same message there and
@@ -19,23 +21,34 @@ Only the order of reasons within a node and of independent outputs can differ fr
 from __future__ import annotations
 
 import enum
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from harness.comfy.catalogue import Catalogue, InputSpec, NodeClass
+from harness.comfy.dynamic import MATCH_TYPE, finalized_inputs
 from harness.comfy.modelfiles import INPUT_FOLDER, model_folder
+from harness.comfy.replacements import REPLACEMENTS_0_33_0, apply_replacements
 
-__all__ = ["Flavour", "Validation", "validate_prompt"]
+__all__ = ["Flavour", "Validation", "prompt_id_error", "validate_prompt"]
 
 
 class Flavour(str, enum.Enum):
-    """Which ComfyUI generation's wording to reproduce where the wording changed."""
+    """Which ComfyUI release's validation to reproduce. Values are also profile YAML's ``flavour:``."""
 
     V0_3_64 = "0.3.64"
-    """ComfyUI up to early 2026: a missing class is ``invalid_prompt`` "... does not exist."."""
+    """ComfyUI 0.3.64 (a125cd84): a missing class is ``invalid_prompt`` "... does not exist."."""
     V2026 = "2026"
-    """ComfyUI after PR #12194 (Feb 2026): a missing class is ``missing_node_type``."""
+    """0.3.64's rules with only the missing-class wording of PR #12194 (Feb 2026): ``missing_node_type``."""
+    V0_33_0 = "0.33.0"
+    """ComfyUI 0.33.0 (783545f): V3 combos and dynamic inputs checked, dependency cycles, node replacements,
+    client prompt ids, ``missing_node_type``."""
+
+    @classmethod
+    def of_version(cls, modelled: str) -> Flavour:
+        """The flavour of a modelled ComfyUI version (``harness.comfy.versions.MODELLED``)."""
+        return cls(modelled)
 
 
 @dataclass(frozen=True)
@@ -67,53 +80,96 @@ class Validation:
         return {"error": self.error, "node_errors": self.node_errors}
 
 
-# Traceback frames as ComfyUI 0.3.64 (a125cd84, Python 3.11) prints them, keyed by the statement that
-# raised. Clients see these in exception_during_* reasons; they are reproduced so a report built on the
-# reference endpoint reads like one built on a real server.
-_FILE = '  File "/opt/ComfyUI/execution.py", '
-_FRAME_VALIDATE_PROMPT = (
-    _FILE + "line 1010, in validate_prompt\n"
-    "    m = await validate_inputs(prompt_id, prompt, o, validated)\n"
-    "        ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n"
+def _frame(line: int, function: str, statement: str, carets: str = "") -> str:
+    """One entry of ``traceback.format_tb`` for ComfyUI's execution.py at its install path."""
+    return f'  File "/opt/ComfyUI/execution.py", line {line}, in {function}\n    {statement}\n' + (f"{carets}\n" if carets else "")
+
+
+@dataclass(frozen=True)
+class _Frames:
+    """The traceback frames (Python 3.11) a release prints, keyed by the statement that raised.
+
+    Clients see these in exception_during_* reasons; they are reproduced so a report built on the
+    reference endpoint reads like one built on a real server.
+    """
+
+    validate_prompt: str
+    inner_call: str
+    node_inputs: str
+    input_loop: str
+    linked_class: str
+    return_type: str
+    min: str
+    max: str
+    custom_check: str
+    """A node's own check raising is reported with the frame of its call only; the real traceback goes
+    on into ComfyUI's node-mapping helpers and the node pack's file."""
+
+
+_LINKED_CLASS = ("o_class_type = prompt[o_id]['class_type']", "                   ~~~~~~^^^^^^")
+_RETURN_TYPE = ("received_type = r[val[1]]", "                    ~^^^^^^^^")
+_NODE_INPUTS = ("inputs = prompt[unique_id]['inputs']", "             ~~~~~~~~~~~~~~~~~^^^^^^^^^^")
+_INPUT_LOOP = ("if x not in inputs:", "       ^^^^^^^^^^^^^^^")
+_MIN = ('if "min" in extra_info and val < extra_info["min"]:', "                               ^^^^^^^^^^^^^^^^^^^^^^^")
+_MAX = ('if "max" in extra_info and val > extra_info["max"]:', "                               ^^^^^^^^^^^^^^^^^^^^^^^")
+_VALIDATE_PROMPT = ("m = await validate_inputs(prompt_id, prompt, o, validated)",
+                    "        ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^")
+
+# ComfyUI 0.3.64 (a125cd84), every frame recorded (fixtures/captures/stock/prompt_e, k2, k4, ...).
+_FRAMES_0_3_64 = _Frames(
+    validate_prompt=_frame(1010, "validate_prompt", *_VALIDATE_PROMPT),
+    inner_call=_frame(808, "validate_inputs", "r = await validate_inputs(prompt_id, prompt, o_id, validated)",
+                      "        ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^"),
+    node_inputs=_frame(730, "validate_inputs", *_NODE_INPUTS),
+    input_loop=_frame(757, "validate_inputs", *_INPUT_LOOP),
+    linked_class=_frame(788, "validate_inputs", *_LINKED_CLASS),
+    return_type=_frame(790, "validate_inputs", *_RETURN_TYPE),
+    min=_frame(869, "validate_inputs", *_MIN),
+    max=_frame(882, "validate_inputs", *_MAX),
+    custom_check=_frame(932, "validate_inputs", "ret = await _async_map_node_over_list(prompt_id, unique_id, obj_class, "
+                        "input_filtered, validate_function_name, hidden_inputs=hidden_inputs)"),
 )
-_FRAME_INNER_CALL = (
-    _FILE + "line 808, in validate_inputs\n"
-    "    r = await validate_inputs(prompt_id, prompt, o_id, validated)\n"
-    "        ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n"
+
+# ComfyUI 0.33.0 (783545f). Recorded (fixtures/captures/0.33.0/stock/prompt_e, k2, k4, link_slot_out_of_range):
+# validate_prompt 1184, the inner call 955 (it now passes ``visiting``), the linked class 933 and the
+# return type 935. The others are not recorded: their lines are counted from the layout of a later
+# execution.py whose recorded lines coincide with these (unverified for 0.33.0; the statements are
+# 0.3.64's, except the custom check's call).
+_FRAMES_0_33_0 = _Frames(
+    validate_prompt=_frame(1184, "validate_prompt", *_VALIDATE_PROMPT),
+    inner_call=_frame(955, "validate_inputs", "r = await validate_inputs(prompt_id, prompt, o_id, validated, visiting)",
+                      "        ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^"),
+    node_inputs=_frame(860, "validate_inputs", *_NODE_INPUTS),
+    input_loop=_frame(901, "validate_inputs", *_INPUT_LOOP),
+    linked_class=_frame(933, "validate_inputs", *_LINKED_CLASS),
+    return_type=_frame(935, "validate_inputs", *_RETURN_TYPE),
+    min=_frame(1020, "validate_inputs", *_MIN),
+    max=_frame(1033, "validate_inputs", *_MAX),
+    custom_check=_frame(1103, "validate_inputs", "ret = await _async_map_node_over_list(prompt_id, unique_id, obj_class, "
+                        "input_filtered, validate_function_name, v3_data=v3_data)"),
 )
-_SITE_NODE_INPUTS = (
-    _FILE + "line 730, in validate_inputs\n"
-    "    inputs = prompt[unique_id]['inputs']\n"
-    "             ~~~~~~~~~~~~~~~~~^^^^^^^^^^\n"
-)
-_SITE_INPUT_LOOP = _FILE + "line 757, in validate_inputs\n    if x not in inputs:\n       ^^^^^^^^^^^^^^^\n"
-_SITE_LINKED_CLASS = (
-    _FILE + "line 788, in validate_inputs\n"
-    "    o_class_type = prompt[o_id]['class_type']\n"
-    "                   ~~~~~~^^^^^^\n"
-)
-_SITE_RETURN_TYPE = (
-    _FILE + "line 790, in validate_inputs\n"
-    "    received_type = r[val[1]]\n"
-    "                    ~^^^^^^^^\n"
-)
-_SITE_MIN = (
-    _FILE + "line 869, in validate_inputs\n"
-    '    if "min" in extra_info and val < extra_info["min"]:\n'
-    "                               ^^^^^^^^^^^^^^^^^^^^^^^\n"
-)
-_SITE_MAX = (
-    _FILE + "line 882, in validate_inputs\n"
-    '    if "max" in extra_info and val > extra_info["max"]:\n'
-    "                               ^^^^^^^^^^^^^^^^^^^^^^^\n"
-)
-# A node's own check raising is reported with the frame of its call only; the real traceback goes on
-# into ComfyUI's node-mapping helpers and the node pack's file.
-_SITE_CUSTOM_CHECK = (
-    _FILE + "line 932, in validate_inputs\n"
-    "    ret = await _async_map_node_over_list(prompt_id, unique_id, obj_class, input_filtered, "
-    "validate_function_name, hidden_inputs=hidden_inputs)\n"
-)
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """What a release does differently, as switches the validation run consults."""
+
+    frames: _Frames
+    missing_node_type: bool
+    """A missing class is ``missing_node_type`` with ``extra_info`` {node_id, class_type, node_title} and
+    the node's title in the message (PR #12194), not ``invalid_prompt``."""
+    v3: bool
+    """0.33.0's validate_inputs: V3 ``COMBO`` values are checked (``repr`` of the value in ``details``),
+    a V3 node's Autogrow/DynamicCombo inputs are expanded (harness.comfy.dynamic), MatchType and
+    list-typed outputs pass ``validate_node_input``, a link back to a node being validated is a
+    ``dependency_cycle``, removed classes are replaced first (harness.comfy.replacements)."""
+
+
+_RULES: dict[Flavour, _Rules] = {
+    Flavour.V0_3_64: _Rules(_FRAMES_0_3_64, missing_node_type=False, v3=False),
+    Flavour.V2026: _Rules(_FRAMES_0_3_64, missing_node_type=True, v3=False),
+    Flavour.V0_33_0: _Rules(_FRAMES_0_33_0, missing_node_type=True, v3=True),
+}
 
 
 class _Raised(Exception):
@@ -172,57 +228,77 @@ CUSTOM_CHECKS: dict[str, _FileCheck] = {
 }
 
 
-def _validate_node_input(received_type: Any, input_type: Any) -> bool:
+def _validate_node_input(received_type: Any, input_type: Any, v3: bool) -> bool:
     """``comfy_execution.validation.validate_node_input`` (non-strict).
 
     ``*`` matches anything: in a catalogue it is how an ``AnyType`` socket (a str subclass whose
     ``__ne__`` is always False) is serialised, and that is what makes it match on the real server.
+    0.33.0 also passes MatchType on either side ("handled by the frontend"), a list-typed output (a
+    custom node's options) into a ``COMBO``, and ``*`` inside a comma-joined type.
     """
     if received_type == input_type or received_type == "*" or input_type == "*":
+        return True
+    if v3 and (MATCH_TYPE in (received_type, input_type) or (isinstance(received_type, list) and input_type == "COMBO")):
         return True
     if not isinstance(received_type, str) or not isinstance(input_type, str):
         return False
     received = {t.strip() for t in received_type.split(",")}
     accepted = {t.strip() for t in input_type.split(",")}
+    if v3 and ("*" in received or "*" in accepted):
+        return True
     return bool(received & accepted)
 
 
 class _Validator:
     """One validation run: the state ComfyUI keeps in locals while it walks the graph."""
 
-    def __init__(self, prompt: Any, catalogue: Catalogue, files: _Files | None) -> None:
+    def __init__(self, prompt: Any, catalogue: Catalogue, files: _Files | None, rules: _Rules) -> None:
         self.prompt = prompt
         self.catalogue = catalogue
         self.files = files
+        self.rules = rules
+        self.frames = rules.frames
         self.validated: dict[Any, tuple[bool, list, Any]] = {}
         self.converted: dict[Any, dict] = {}
+        self.visiting: list[Any] = []
+        """0.33.0: the nodes whose validation is under way, outermost first (cycle detection)."""
 
     def options(self, node: NodeClass, spec: InputSpec) -> list:
-        """A V1 combo's allowed values; model inputs list the deployment's files before fixed entries."""
-        listed = spec.type
+        """A combo's allowed values; model inputs list the deployment's files before fixed entries."""
+        listed = spec.options
         folder = model_folder(node.name, spec.name) if self.files is not None else None
         return listed if folder is None else [*self.files.get(folder, ()), *listed]
+
+    def declared(self, node: NodeClass, inputs: Any) -> tuple[dict[str, InputSpec], bool]:
+        """The inputs validated and whether any is dynamic (0.33.0 expands a V3 node's for these inputs)."""
+        if self.rules.v3 and node.v3:
+            return finalized_inputs(node.inputs.values(), inputs)
+        return node.inputs, False
 
     def validate_node(self, unique_id: Any) -> tuple[bool, list, Any]:
         if unique_id in self.validated:
             return self.validated[unique_id]
-        frame = _SITE_NODE_INPUTS
+        if self.rules.v3 and unique_id in self.visiting:
+            return self.cycle(unique_id)
+        frame = self.frames.node_inputs
         try:
             inputs = self.prompt[unique_id]["inputs"]
             node = self.catalogue[self.prompt[unique_id]["class_type"]]
             check = CUSTOM_CHECKS.get(node.name)
             errors: list[dict] = []
             valid = True
-            for x, spec in node.inputs.items():
-                frame = _SITE_INPUT_LOOP
+            declared, dynamic = self.declared(node, inputs)
+            for x, spec in declared.items():
+                frame = self.frames.input_loop
                 if x not in inputs:
                     if spec.category == "required":
-                        errors.append(_reason("required_input_missing", "Required input is missing", x, {"input_name": x}))
+                        details = x.split(".")[-1] if dynamic else x
+                        errors.append(_reason("required_input_missing", "Required input is missing", details, {"input_name": x}))
                     continue
                 val = inputs[x]
                 if isinstance(val, list):
-                    frame = _SITE_LINKED_CLASS
-                    error = self.check_link(x, spec, val)
+                    frame = self.frames.linked_class
+                    error = self.check_link(unique_id, x, spec, val)
                     if error is None:
                         continue
                     if error is not _UPSTREAM_INVALID:
@@ -234,17 +310,30 @@ class _Validator:
                 if error is not None:
                     errors.append(error)
             if check is not None:
-                frame = _SITE_CUSTOM_CHECK
+                frame = self.frames.custom_check
                 errors += self.run_custom_check(unique_id, check, inputs)
         except _Raised:
             raise
         except Exception as exc:
             raise _Raised(exc, frame) from exc
-        result = (not errors and valid is True, errors, unique_id)
+        # 0.33.0: a cycle found below this node has filed its reason here already; join it.
+        before_ok, before, _ = self.validated.get(unique_id, (True, [], unique_id))
+        result = (before_ok and not errors and valid is True, before + [e for e in errors if e not in before], unique_id)
         self.validated[unique_id] = result
         return result
 
-    def check_link(self, x: str, spec: InputSpec, val: list) -> dict | object | None:
+    def cycle(self, unique_id: Any) -> tuple[bool, list, Any]:
+        """0.33.0: every node of the cycle gets a ``dependency_cycle`` reason naming the whole path."""
+        path = [*self.visiting[self.visiting.index(unique_id):], unique_id]
+        members = list(dict.fromkeys(path))
+        details = " -> ".join(f"{node_id} ({self.prompt[node_id]['class_type']})" for node_id in path)
+        for node_id in members:
+            self.validated[node_id] = (False, [_reason(
+                "dependency_cycle", "Dependency cycle detected", details, {"node_id": node_id, "cycle_nodes": members}
+            )], node_id)
+        return self.validated[unique_id]
+
+    def check_link(self, unique_id: Any, x: str, spec: InputSpec, val: list) -> dict | object | None:
         """A linked input: a reason, ``_UPSTREAM_INVALID``, or None when the link is fine."""
         info = spec.config
         if len(val) != 2:
@@ -259,14 +348,15 @@ class _Validator:
         try:
             received_type = self.catalogue[o_class_type].outputs[val[1]]
         except Exception as exc:
-            raise _Raised(exc, _SITE_RETURN_TYPE) from exc
-        if not _validate_node_input(received_type, spec.type):
+            raise _Raised(exc, self.frames.return_type) from exc
+        if not _validate_node_input(received_type, spec.type, self.rules.v3):
             return _reason(
                 "return_type_mismatch",
                 "Return type mismatch between linked nodes",
                 f"{x}, received_type({received_type}) mismatch input_type({spec.type})",
                 {"input_name": x, "input_config": info, "received_type": received_type, "linked_node": val},
             )
+        self.visiting.append(unique_id)
         try:
             return _UPSTREAM_INVALID if self.validate_node(o_id)[0] is False else None
         except _Raised as raised:
@@ -280,11 +370,13 @@ class _Validator:
                     "input_config": info,
                     "exception_message": str(raised.exc),
                     "exception_type": _type_name(raised.exc),
-                    "traceback": [_FRAME_INNER_CALL, raised.frame],
+                    "traceback": [self.frames.inner_call, raised.frame],
                     "linked_node": val,
                 },
             )], o_id)
             return _UPSTREAM_INVALID
+        finally:
+            self.visiting.pop()
 
     def check_literal(self, unique_id: Any, node: NodeClass, spec: InputSpec, val: Any, custom: bool) -> dict | None:
         """Convert a literal to its declared type, then check range and list; a reason or None."""
@@ -307,14 +399,14 @@ class _Validator:
         if custom:
             return None
         extra = spec.extra
-        if "min" in extra and _compare(val, extra["min"], _SITE_MIN) < 0:
+        if "min" in extra and _compare(val, extra["min"], self.frames.min) < 0:
             return _reason(
                 "value_smaller_than_min",
                 f"Value {val} smaller than min of {extra['min']}",
                 x,
                 {"input_name": x, "input_config": info, "received_value": val},
             )
-        if "max" in extra and _compare(val, extra["max"], _SITE_MAX) > 0:
+        if "max" in extra and _compare(val, extra["max"], self.frames.max) > 0:
             return _reason(
                 "value_bigger_than_max",
                 f"Value {val} bigger than max of {extra['max']}",
@@ -322,18 +414,20 @@ class _Validator:
                 {"input_name": x, "input_config": info, "received_value": val},
             )
         # 0.3.64 checks only V1 list combos; a V3 "COMBO" value is first refused when the node runs.
-        if isinstance(input_type, list):
+        if isinstance(input_type, list) or (self.rules.v3 and input_type == "COMBO"):
             options = self.options(node, spec)
             if val not in options:
                 # ComfyUI leaves out long lists (lots of scanned model paths) from the reply.
                 if len(options) > 20:
                     listed, config = f"(list of length {len(options)})", None
                 else:
-                    listed, config = str(options), [options, spec.extra]
+                    listed = str(options)
+                    config = [options, extra] if isinstance(input_type, list) else [input_type, {**extra, "options": options}]
+                shown = repr(val) if self.rules.v3 else f"'{val}'"
                 return _reason(
                     "value_not_in_list",
                     "Value not in list",
-                    f"{x}: '{val}' not in {listed}",
+                    f"{x}: {shown} not in {listed}",
                     {"input_name": x, "input_config": config, "received_value": val},
                 )
         return None
@@ -375,26 +469,57 @@ def _graph_error(type_: str, message: str, details: str = "", extra_info: dict |
     return _reason(type_, message, details, extra_info or {})
 
 
-def _missing_class(node_id: Any, node: Any, class_type: Any, flavour: Flavour) -> dict:
-    """The top-level error for a node whose class is absent (or not given) in either wording."""
+def _missing_class(node_id: Any, node: Any, rules: _Rules) -> dict:
+    """The top-level error for a node whose class is absent, null or not given, in the release's wording.
+
+    Written with the same dict operations as ComfyUI, so a ``_meta`` that is not an object raises
+    there and here (the server answers 500).
+    """
     details = f"Node ID '#{node_id}'"
-    if flavour is Flavour.V0_3_64:
-        if class_type is None:
+    if not rules.missing_node_type:
+        if "class_type" not in node:
             return _graph_error("invalid_prompt", "Cannot execute because a node is missing the class_type property.", details)
-        return _graph_error("invalid_prompt", f"Cannot execute because node {class_type} does not exist.", details)
-    meta = node.get("_meta") if isinstance(node, dict) else None
-    title = meta.get("title") if isinstance(meta, dict) else None
-    extra = {"node_id": node_id, "class_type": class_type, "node_title": title}
-    if class_type is None:
-        shown = title or f"ID #{node_id}"
+        # A null class_type reads "node None": the message formats the value.
+        return _graph_error("invalid_prompt", f"Cannot execute because node {node['class_type']} does not exist.", details)
+    if "class_type" not in node:
+        title = node.get("_meta", {}).get("title")
         return _graph_error(
             "missing_node_type",
-            f"Node '{shown}' has no class_type. The workflow may be corrupted or a custom node is missing.",
+            f"Node '{title or f'ID #{node_id}'}' has no class_type. The workflow may be corrupted or a custom node is missing.",
             details,
-            extra,
+            {"node_id": node_id, "class_type": None, "node_title": title},
         )
-    shown = title or class_type
-    return _graph_error("missing_node_type", f"Node '{shown}' not found. The custom node may not be installed.", details, extra)
+    class_type = node["class_type"]
+    # The title falls back to the class only when ``_meta`` has none: an empty title stays empty.
+    title = node.get("_meta", {}).get("title", class_type)
+    return _graph_error(
+        "missing_node_type",
+        f"Node '{title}' not found. The custom node may not be installed.",
+        details,
+        {"node_id": node_id, "class_type": class_type, "node_title": title},
+    )
+
+
+def prompt_id_error(body: Mapping[str, Any], flavour: Flavour) -> dict | None:
+    """The ``error`` of a 400 for a client-chosen ``prompt_id`` the release refuses, or None.
+
+    0.33.0 takes a client's ``prompt_id`` only as a UUID in canonical form (lowercase, hyphenated);
+    ``null`` or no key lets the server mint one. 0.3.64 takes any value and queues it as ``str()``.
+    """
+    supplied = body.get("prompt_id")
+    if not _RULES[flavour].v3 or supplied is None:
+        return None
+    try:
+        canonical = isinstance(supplied, str) and str(uuid.UUID(supplied)) == supplied
+    except ValueError:
+        canonical = False
+    if canonical:
+        return None
+    return _graph_error(
+        "invalid_prompt_id",
+        "prompt_id must be a valid UUID",
+        "prompt_id must be a UUID string in canonical lowercase hyphenated form; omit it to let the server generate one",
+    )
 
 
 def validate_prompt(
@@ -411,22 +536,23 @@ def validate_prompt(
     endpoint has; model and input-file inputs take their options from it. With ``files=None`` the
     catalogue's own lists are used as they are (a catalogue read from a live endpoint already lists its
     models). Raises whatever ComfyUI's handler would let escape (a ``prompt`` that is not a dict).
+    ``Validation.prompt`` is the prompt as queued: 0.33.0's node replacements applied, literals converted.
     """
+    rules = _RULES[flavour]
+    if rules.v3:
+        prompt = apply_replacements(prompt, catalogue, REPLACEMENTS_0_33_0)
     outputs: list[Any] = []
     for x in prompt:
         node = prompt[x]
-        if "class_type" not in node:
-            return Validation(_missing_class(x, node, None, flavour), {}, [], prompt)
-        class_type = node["class_type"]
-        if class_type not in catalogue:
-            return Validation(_missing_class(x, node, class_type, flavour), {}, [], prompt)
-        if catalogue[class_type].output_node:
+        if "class_type" not in node or node["class_type"] not in catalogue:
+            return Validation(_missing_class(x, node, rules), {}, [], prompt)
+        if catalogue[node["class_type"]].output_node:
             if partial_execution_targets is None or x in partial_execution_targets:
                 outputs.append(x)
     if not outputs:
         return Validation(_graph_error("prompt_no_outputs", "Prompt has no outputs"), {}, [], prompt)
 
-    run = _Validator(prompt, catalogue, files)
+    run = _Validator(prompt, catalogue, files, rules)
     good_outputs: list[str] = []
     failures: list[tuple[Any, list]] = []
     node_errors: dict = {}
@@ -439,7 +565,7 @@ def validate_prompt(
                 "exception_during_validation",
                 "Exception when validating node",
                 str(raised.exc),
-                {"exception_type": _type_name(raised.exc), "traceback": [_FRAME_VALIDATE_PROMPT, raised.frame]},
+                {"exception_type": _type_name(raised.exc), "traceback": [run.frames.validate_prompt, raised.frame]},
             )]
             run.validated[o] = (False, reasons, o)
         if valid is True:

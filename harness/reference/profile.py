@@ -1,5 +1,9 @@
 """Deployment profiles of the reference endpoint: which catalogue, model files, input images and
 execution behaviour one simulated ComfyUI server has, read from YAML (``fixtures/profiles/*.yaml``).
+
+A profile describes one deployment (``stock``, ``custom``) on ComfyUI 0.3.64 and, under ``versions:``,
+the same deployment on another modelled release: its own recorded catalogue, validation rules
+(``Flavour``) and ``/system_stats``. ``Profile.for_version`` picks one.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from harness.errors import ConfigError
 from harness.specfiles import load_checked
 from harness.comfy.validator import Flavour
 
-__all__ = ["BUILTIN_DIR", "FailureRule", "InputImage", "Injection", "Latency", "Profile", "load_profile"]
+__all__ = ["BUILTIN_DIR", "FailureRule", "InputImage", "Injection", "Latency", "Profile", "RECORDED_SYSTEMS", "load_profile"]
 
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "profiles"
 """Where the built-in profiles live (the repository's fixtures; the package is installed editable)."""
@@ -36,6 +40,32 @@ RECORDED_SYSTEM: dict[str, Any] = {
     "embedded_python": False,
     "argv": ["main.py", "--cpu", "--listen", "127.0.0.1", "--port", "8188", "--disable-auto-launch"],
 }
+
+# The system block of fixtures/captures/0.33.0/stock/system_stats.json (ComfyUI 0.33.0, 783545f).
+RECORDED_SYSTEM_0_33_0: dict[str, Any] = {
+    "os": "linux",
+    "ram_total": 25275990016,
+    "ram_free": 21417893888,
+    "comfyui_version": "0.33.0",
+    "required_frontend_version": "1.49.6",
+    "installed_templates_version": "0.11.44",
+    "required_templates_version": "0.11.44",
+    "comfy_package_versions": [
+        {"name": "comfyui-frontend-package", "installed": "1.49.6", "required": "1.49.6"},
+        {"name": "comfyui-workflow-templates", "installed": "0.11.44", "required": "0.11.44"},
+        {"name": "comfyui-embedded-docs", "installed": "0.5.10", "required": "0.5.10"},
+        {"name": "comfy-kitchen", "installed": "0.2.31", "required": "0.2.31"},
+        {"name": "comfy-aimdo", "installed": "0.4.13", "required": "0.4.13"},
+    ],
+    "python_version": "3.11.7 (main, May  9 2026, 07:35:25) [GCC 12.2.0]",
+    "pytorch_version": "2.14.1+cu130",
+    "embedded_python": False,
+    "deploy_environment": "local-git",
+    "argv": ["main.py", "--cpu", "--listen", "127.0.0.1", "--port", "8190"],
+}
+
+RECORDED_SYSTEMS: dict[str, Mapping[str, Any]] = {"0.3.64": RECORDED_SYSTEM, "0.33.0": RECORDED_SYSTEM_0_33_0}
+"""Per modelled ComfyUI version, the ``/system_stats`` system block of its recording server."""
 
 # ComfyUI ships an input/example.png; its size is not recorded, so plain names are generated at this size.
 DEFAULT_INPUT_SIZE = 512
@@ -126,6 +156,28 @@ class Profile:
     flavour: Flavour = Flavour.V0_3_64
     system: Mapping[str, Any] = field(default_factory=lambda: dict(RECORDED_SYSTEM))
     source: str = "<memory>"
+    versions: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Other ComfyUI versions this deployment is recorded on: version → ``catalogue`` (a resolved
+    path) and ``system_stats`` overrides, from the YAML's ``versions:``."""
+
+    @property
+    def comfyui_version(self) -> str:
+        """The ComfyUI version the profile answers as (its ``/system_stats``)."""
+        return self.system["comfyui_version"]
+
+    def for_version(self, version: str | None) -> Profile:
+        """The same deployment on ComfyUI ``version`` (None: as it is); ConfigError if not recorded."""
+        if version is None or version == self.comfyui_version:
+            return self
+        entry = self.versions.get(version)
+        if entry is None or version not in RECORDED_SYSTEMS:
+            known = ", ".join(sorted({self.comfyui_version, *self.versions}))
+            raise ConfigError(f"profile {self.name!r}: no ComfyUI {version} recording (known: {known})")
+        return self.replace(
+            catalogue_path=entry["catalogue"],
+            flavour=Flavour.of_version(version),
+            system={**RECORDED_SYSTEMS[version], **entry.get("system_stats", {})},
+        )
 
     @classmethod
     def builtin(cls, name: str) -> Profile:
@@ -160,6 +212,7 @@ class Profile:
             flavour=Flavour(data.get("flavour", Flavour.V0_3_64.value)),
             system={**RECORDED_SYSTEM, **data.get("system_stats", {})},
             source=str(path),
+            versions={version: _version_entry(path, version, entry) for version, entry in data.get("versions", {}).items()},
         )
 
     def catalogue(self) -> Catalogue:
@@ -181,15 +234,23 @@ class Profile:
         return dataclasses.replace(self, **changes)
 
 
+def _version_entry(path: Path, version: str, entry: Mapping[str, Any]) -> dict[str, Any]:
+    catalogue = (path.parent / entry["catalogue"]).resolve()
+    if not catalogue.is_file():
+        raise ConfigError(f"{path}: $.versions.{version}.catalogue: no such file {catalogue}")
+    return {**entry, "catalogue": catalogue}
+
+
 def _input_image(item: str | Mapping[str, Any]) -> InputImage:
     return InputImage(item) if isinstance(item, str) else InputImage(**item)
 
 
-def load_profile(name_or_path: str | Path | Profile) -> Profile:
-    """A built-in profile by name (``stock``, ``custom``), or a profile YAML file by path."""
+def load_profile(name_or_path: str | Path | Profile, comfyui_version: str | None = None) -> Profile:
+    """A built-in profile by name (``stock``, ``custom``), or a profile YAML file by path, on ComfyUI
+    ``comfyui_version`` (None: the profile's own, 0.3.64 for the built-in ones)."""
     if isinstance(name_or_path, Profile):
-        return name_or_path
+        return name_or_path.for_version(comfyui_version)
     text = str(name_or_path)
     if text.endswith((".yaml", ".yml")) or "/" in text:
-        return Profile.from_file(text)
-    return Profile.builtin(text)
+        return Profile.from_file(text).for_version(comfyui_version)
+    return Profile.builtin(text).for_version(comfyui_version)

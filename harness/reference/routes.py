@@ -1,5 +1,6 @@
 """The JSON routes of the reference endpoint: prompt, queue, history, interrupt and the server
-descriptions, each doing what ComfyUI 0.3.64's ``server.py`` handler of the same path does.
+descriptions, each doing what ComfyUI's ``server.py`` handler of the same path does (0.3.64, or 0.33.0
+where the profile's flavour says so: its prompt_id check and node replacements before validation).
 
 Exceptions are left to escape where ComfyUI lets them escape: aiohttp then answers 500 text/plain
 "500 Internal Server Error\\n\\nServer got itself in trouble", as it does for the real server.
@@ -15,7 +16,7 @@ from aiohttp import web
 
 from harness.reference.hub import FEATURES
 from harness.reference.state import STATE
-from harness.comfy.validator import validate_prompt
+from harness.comfy.validator import Flavour, prompt_id_error, validate_prompt
 
 __all__ = ["routes"]
 
@@ -46,7 +47,13 @@ async def post_prompt(request: web.Request) -> web.Response:
         state.number += 1
     if "prompt" not in json_data:
         return web.json_response({"error": _NO_PROMPT, "node_errors": {}}, status=400)
-    prompt_id = str(json_data.get("prompt_id", uuid.uuid4()))
+    refused = prompt_id_error(json_data, state.profile.flavour)
+    if refused is not None:
+        return web.json_response({"error": refused, "node_errors": {}}, status=400)
+    # 0.3.64 queues a client's prompt_id as str() of whatever it is; 0.33.0 mints one for null.
+    given = json_data.get("prompt_id")
+    minted = given is None and (state.profile.flavour is Flavour.V0_33_0 or "prompt_id" not in json_data)
+    prompt_id = str(uuid.uuid4()) if minted else str(given)
     targets = json_data["partial_execution_targets"] if "partial_execution_targets" in json_data else None
     valid = validate_prompt(
         json_data["prompt"], state.catalogue, state.files(), flavour=state.profile.flavour, partial_execution_targets=targets
