@@ -54,7 +54,7 @@ class Flattener:
         self.frontend = frontend
         self.dtos: dict[str, Dto] = {}
         order = execution_order(root)
-        apply_primitives(order, set())
+        apply_primitives(order, set(), root, frontend)
         for node in order:
             dto = Dto(node, (), None)
             if frontend == "1.49.6":
@@ -192,28 +192,38 @@ class Flattener:
         return None
 
 
-def apply_primitives(nodes: list[Node], seen: set) -> None:
+def apply_primitives(nodes: list[Node], seen: set, root: Graph, frontend: str) -> None:
     """PrimitiveNode.applyToGraph, run by graphToPrompt before anything else: its value becomes the
     value of every widget its output feeds (the link then resolves to nothing)."""
     for node in nodes:
         if node.kind == "subgraph":
             if node.subgraph.id not in seen:
                 seen.add(node.subgraph.id)
-                apply_primitives(list(node.subgraph.nodes.values()), seen)
+                apply_primitives(list(node.subgraph.nodes.values()), seen, root, frontend)
             continue
         if node.kind != "PrimitiveNode" or not node.outputs or not node.outputs[0][2] or not node.values:
             continue
-        value = node.values[0]
         graph = node.graph
+        # 1.27.10 looks the links up in the root graph (app.graph.links) even for a primitive inside
+        # a subgraph, and fails on a link that is not there; 1.49.6 uses the primitive's own graph.
+        links = root.links if frontend == "1.27.10" else graph.links
         for link_id in node.outputs[0][2]:
-            link = graph.links.get(link_id)
-            target = graph.nodes.get(link[3]) if link else None
+            link = links.get(link_id)
+            if link is None:
+                if frontend == "1.27.10":
+                    raise LookupError(f"node {node.sid} (PrimitiveNode, {node.title!r}): frontend 1.27.10 fails on it "
+                                      f"(its link {link_id} is not in the root graph)")
+                continue
+            target = graph.nodes.get(link[3])
             if target is None:
                 continue
+            # The link's target slot as fixLinkInputSlots left it: the input holding that link.
             name = next((i[3] for i in target.inputs if i[2] == link_id), None)
+            if name is None and isinstance(link[4], int) and 0 <= link[4] < len(target.inputs):
+                name = target.inputs[link[4]][3]
             for index, widget in enumerate(target.widgets):
                 if name is not None and getattr(widget, "name", None) == name:
-                    target.values[index] = value
+                    target.values[index] = node.values[0]
                     break
 
 
