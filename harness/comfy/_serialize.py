@@ -57,18 +57,22 @@ def dynamic_prompt(text: str, choose: Callable[[list[str]], str]) -> str:
     text = _COMMENTS.sub("", text)
     position = 0
 
-    def block() -> str:
+    def next_char() -> str:
+        # A backslash keeps the character after it (JavaScript reads past the end as "undefined").
         nonlocal position
+        char = text[position]
+        position += 1
+        if char == "\\":
+            char += text[position] if position < len(text) else "undefined"
+            position += 1
+        return char
+
+    def block() -> str:
         options: list[str] = []
         choice = ""
         depth = 0
         while position < len(text):
-            char = text[position]
-            position += 1
-            if char == "\\":
-                choice += "\\" + (text[position] if position < len(text) else "undefined")
-                position += 1
-                continue
+            char = next_char()
             if char == "{":
                 depth += 1
             elif char == "}":
@@ -85,15 +89,8 @@ def dynamic_prompt(text: str, choose: Callable[[list[str]], str]) -> str:
 
     result = ""
     while position < len(text):
-        char = text[position]
-        position += 1
-        if char == "\\":
-            result += "\\" + (text[position] if position < len(text) else "undefined")
-            position += 1
-        elif char == "{":
-            result += block()
-        else:
-            result += char
+        char = next_char()
+        result += block() if char == "{" else char
     return re.sub(r"\\([{}|])", r"\1", result)
 
 
