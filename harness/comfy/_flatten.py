@@ -107,7 +107,7 @@ class Flattener:
             if outer is None:
                 raise LookupError(f"{describe(self.instance_dto(dto))}: input {outer_input[0]!r} names link {outer_input[2]}, "
                                   "which the graph lacks")
-            return self.resolve_input(self.instance_dto(dto), outer[4], visited)
+            return self.resolve_input(self.instance_dto(dto), link[2], visited)
         origin = node.graph.nodes.get(link[1])
         if origin is None:
             raise LookupError(f"{describe(dto)}: input {node.inputs[slot][0]!r} is linked from node {link[1]}, "

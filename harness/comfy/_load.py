@@ -72,7 +72,7 @@ class Builder:
             # file lacks at its end are still there.
             inputs = [[slot.get("name"), slot.get("type"), None, None] for slot in sub.io_inputs]
             for index, i in enumerate(file_inputs):
-                entry = [i.get("name"), i.get("type"), i.get("link"), (i.get("widget") or {}).get("name")]
+                entry = _saved_input(i)
                 if index < len(inputs):
                     inputs[index] = entry
                 else:
@@ -85,8 +85,7 @@ class Builder:
             return node
         if t in UI_ONLY or t not in self.object_info:
             node.kind = t if t in UI_ONLY else "missing"
-            node.inputs = [[i.get("name"), i.get("type"), i.get("link"), (i.get("widget") or {}).get("name")]
-                           for i in file_inputs]
+            node.inputs = [_saved_input(i) for i in file_inputs]
             values = data.get("widgets_values")
             node.values = list(values) if isinstance(values, list) else []
             return node
@@ -104,7 +103,7 @@ class Builder:
         defined = {s[0] for s in lay.sockets}
         for i in file_inputs:
             if i.get("name") not in defined:
-                inputs.append([i.get("name"), i.get("type"), i.get("link"), (i.get("widget") or {}).get("name")])
+                inputs.append(_saved_input(i))
         node.inputs = inputs
         outputs = []
         for index, out_type in enumerate(lay.outputs):
@@ -185,6 +184,12 @@ class Builder:
         added = option_widgets(combo, key, self.frontend)
         widgets[position + 1:end] = added
         return removed, added
+
+
+def _saved_input(saved: Mapping[str, Any]) -> list:
+    """``[name, type, link id, widget name]`` of an input as the file saved it."""
+    return [saved.get("name"), saved.get("type"), saved.get("link"), (saved.get("widget") or {}).get("name")]
+
 
 def migrate_widgets_values(inputs: tuple, values: list, frontend: str) -> list:
     """``migrateWidgetsValues``: drop the values that a forceInput input held before frontend 1.16."""

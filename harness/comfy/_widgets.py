@@ -100,7 +100,8 @@ _AUDIO_UI = {
 }
 
 
-def _ordered_inputs(info: Mapping[str, Any], class_type: str = "", frontend: str = "1.49.6") -> tuple[dict[str, tuple[list, bool]], list[tuple[str, list, bool]]]:
+def _ordered_inputs(info: Mapping[str, Any], class_type: str,
+                    frontend: str) -> tuple[dict[str, tuple[list, bool]], list[tuple[str, list, bool]]]:
     """The inputs as the frontend's V2 node definition holds them (``{name: (spec, optional)}``, required
     first), and ``(name, spec, optional)`` in the order it builds them (getOrderedInputSpecs)."""
     declared = info.get("input") or {}
@@ -108,19 +109,20 @@ def _ordered_inputs(info: Mapping[str, Any], class_type: str = "", frontend: str
     for category in ("required", "optional"):
         for name, spec in (declared.get(category) or {}).items():
             specs[name] = (spec, category == "optional")
-    required_names = [name for name, (_spec, optional) in specs.items() if not optional]
 
     def add_required(name: str, spec: list) -> None:
+        # An extension's `nodeData.input.required[name] = spec`: a new key ends the required inputs.
         nonlocal specs
         specs.pop(name, None)
         required = {k: v for k, v in specs.items() if not v[1]}
         optional = {k: v for k, v in specs.items() if v[1]}
         specs = {**required, name: (spec, False), **optional}
 
-    if class_type in _AUDIO_UI[frontend] and required_names:
+    if class_type in _AUDIO_UI[frontend] and isinstance(declared.get("required"), Mapping):
         add_required("audioUI", ["AUDIO_UI", {}])
     audio = (declared.get("required") or {}).get("audio")
-    if isinstance(audio, list) and len(audio) > 1 and isinstance(audio[1], dict) and audio[1].get("audio_upload") is True:
+    audio_opts = audio[1] if isinstance(audio, list) and len(audio) > 1 and isinstance(audio[1], dict) else {}
+    if audio_opts.get("audio_upload") is True:
         # Comfy.UploadAudio: an upload button after the audio combo.
         add_required("upload", ["AUDIOUPLOAD", {}])
     # Comfy.UploadImage adds an upload button input after the required ones for a media combo.
