@@ -34,14 +34,19 @@ def index() -> dict:
 def test_identical_to_frontend(frontend: str, index: dict, capsys: pytest.CaptureFixture) -> None:
     catalogue = Catalogue(_load(CORPUS / index["frontends"][f"frontend-{frontend}"]["object_info"]))
     files = [name for name, entry in index["ui"].items() if entry[f"frontend-{frontend}"]["full_fidelity"]]
-    different = []
+    different, reordered = [], []
     for name in files:
         expected = _load(CORPUS / f"frontend-{frontend}" / name)
         # Through JSON, as the frontend's output was saved: numbers and undefined members alike.
         got = json.loads(json.dumps(convert(_load(CORPUS / "ui" / name), catalogue, frontend=frontend)))
         if got != expected:
             different.append(name)
+        elif list(got) != list(expected) or any(list(got[k]["inputs"]) != list(expected[k]["inputs"]) for k in got):
+            reordered.append(name)
     with capsys.disabled():
-        print(f"\nui conversion: {len(files) - len(different)}/{len(files)} identical to frontend {frontend}")
+        print(f"\nui conversion: {len(files) - len(different)}/{len(files)} identical to frontend {frontend}"
+              f" ({len(files) - len(different) - len(reordered)} with its key order too)")
     assert files, "the corpus lists no full-fidelity file"
     assert not different, f"{len(different)} files differ from frontend {frontend}, e.g. {different[:5]}"
+    # Key order is the order ComfyUI validates in, so the order its first error names a node in.
+    assert not reordered, f"{len(reordered)} files have the frontend's keys in another order, e.g. {reordered[:5]}"

@@ -103,7 +103,7 @@ class Builder:
         defined = {s[0] for s in lay.sockets}
         for i in file_inputs:
             if i.get("name") not in defined:
-                inputs.append(_saved_input(i))
+                _place(inputs, _saved_input(i))
         node.inputs = inputs
         outputs = []
         for index, out_type in enumerate(lay.outputs):
@@ -184,6 +184,20 @@ class Builder:
         added = option_widgets(combo, key, self.frontend)
         widgets[position + 1:end] = added
         return removed, added
+
+
+def _place(inputs: list, entry: list) -> None:
+    """Append an input the definition lacks; a V3 dynamic one (``group.name``) goes after the last input of
+    its group, where Autogrow and DynamicCombo splice theirs."""
+    name = entry[0]
+    if isinstance(name, str) and "." in name:
+        group = name.split(".", 1)[0]
+        last = max((k for k, i in enumerate(inputs) if isinstance(i[0], str)
+                    and (i[0] == group or i[0].startswith(group + "."))), default=None)
+        if last is not None:
+            inputs.insert(last + 1, entry)
+            return
+    inputs.append(entry)
 
 
 def _saved_input(saved: Mapping[str, Any]) -> list:
