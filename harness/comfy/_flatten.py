@@ -275,35 +275,10 @@ def emit(flat: Flattener, serialize) -> dict:
         node = dto.node
         if node.kind in UI_ONLY or node.kind == "subgraph" or node.mode in (MUTED, BYPASSED):
             continue
-        inputs: dict[str, Any] = {}
-        overrides = dto.instance.overrides if dto.instance is not None else None
-        for index, widget in enumerate(node.widgets):
-            if widget.prompt:
-                value = node.values[index]
-                if overrides:
-                    value = overrides.get((node.sid, widget.name), value)
-                value = serialize(node, widget, value)
-                if value is not UNSET:
-                    value = _sendable(value)
-                    if widget.curve and isinstance(value, dict) and "__value__" in value:
-                        value = {"__type__": "CURVE", **value}
-                    inputs[widget.name] = value
-        for index, entry in enumerate(node.inputs):
-            if overrides and entry[3] is not None and (node.sid, entry[3]) in overrides:
-                continue
-            resolved = flat.resolve_input(dto, index, set())
-            if resolved is None:
-                continue
-            if resolved[0] == "value":
-                if resolved[1] is not UNSET:
-                    inputs[entry[0]] = _sendable(resolved[1])
-                continue
-            inputs[entry[0]] = [resolved[1], resolved[2]]
-        record: dict[str, Any] = {"inputs": inputs}
-        if node.class_type is not None:
-            record["class_type"] = node.class_type
-        record["_meta"] = {"title": node.title}
-        output[dto.id] = record
+        try:
+            output[dto.id] = _record(flat, dto, serialize)
+        except (TypeError, AttributeError, IndexError, ValueError) as exc:
+            raise LookupError(f"{describe(dto)} is malformed: {exc}") from None
     # graphToPrompt: "Remove inputs connected to removed nodes".
     for record in output.values():
         inputs = record["inputs"]
@@ -335,3 +310,37 @@ def _sendable(value: Any) -> Any:
         value = copy.deepcopy(value)
         return {"__value__": value} if isinstance(value, list) else value
     return value
+
+
+def _record(flat: Flattener, dto: Dto, serialize) -> dict:
+    """One node's prompt entry: its widgets' values, then its resolved inputs."""
+    node = dto.node
+    inputs: dict[str, Any] = {}
+    overrides = dto.instance.overrides if dto.instance is not None else None
+    for index, widget in enumerate(node.widgets):
+        if widget.prompt:
+            value = node.values[index]
+            if overrides:
+                value = overrides.get((node.sid, widget.name), value)
+            value = serialize(node, widget, value)
+            if value is not UNSET:
+                value = _sendable(value)
+                if widget.curve and isinstance(value, dict) and "__value__" in value:
+                    value = {"__type__": "CURVE", **value}
+                inputs[widget.name] = value
+    for index, entry in enumerate(node.inputs):
+        if overrides and entry[3] is not None and (node.sid, entry[3]) in overrides:
+            continue
+        resolved = flat.resolve_input(dto, index, set())
+        if resolved is None:
+            continue
+        if resolved[0] == "value":
+            if resolved[1] is not UNSET:
+                inputs[entry[0]] = _sendable(resolved[1])
+            continue
+        inputs[entry[0]] = [resolved[1], resolved[2]]
+    record: dict[str, Any] = {"inputs": inputs}
+    if node.class_type is not None:
+        record["class_type"] = node.class_type
+    record["_meta"] = {"title": node.title}
+    return record

@@ -42,7 +42,11 @@ class Builder:
             self.subgraphs[graph.id] = graph
         for raw in data.get("nodes") or ():
             if isinstance(raw, Mapping):
-                node = self.node(raw, graph)
+                try:
+                    node = self.node(raw, graph)
+                except (TypeError, AttributeError, IndexError, ValueError) as exc:
+                    raise LookupError(f"node {raw.get('id')} ({raw.get('type')}, {raw.get('title')!r}) is malformed: "
+                                      f"{exc}") from None
                 if remap and node.sid in remap:
                     node.id = remap[node.sid]
                     node.sid = str(node.id)
