@@ -31,7 +31,7 @@ from harness.comfy.dynamic import MATCH_TYPE, finalized_inputs
 from harness.comfy.modelfiles import INPUT_FOLDER, model_folder
 from harness.comfy.replacements import REPLACEMENTS_0_33_0, apply_replacements
 
-__all__ = ["Flavour", "Validation", "prompt_id_error", "validate_prompt"]
+__all__ = ["Flavour", "Validation", "prompt_id_error", "replaced", "validate_prompt"]
 
 
 class Flavour(str, enum.Enum):
@@ -522,6 +522,11 @@ def prompt_id_error(body: Mapping[str, Any], flavour: Flavour) -> dict | None:
     )
 
 
+def replaced(prompt: Any, catalogue: Catalogue, flavour: Flavour) -> Any:
+    """The prompt after the node replacements the release applies before validating (0.33.0's only)."""
+    return apply_replacements(prompt, catalogue, REPLACEMENTS_0_33_0) if _RULES[flavour].v3 else prompt
+
+
 def validate_prompt(
     prompt: Any,
     catalogue: Catalogue,
@@ -539,8 +544,7 @@ def validate_prompt(
     ``Validation.prompt`` is the prompt as queued: 0.33.0's node replacements applied, literals converted.
     """
     rules = _RULES[flavour]
-    if rules.v3:
-        prompt = apply_replacements(prompt, catalogue, REPLACEMENTS_0_33_0)
+    prompt = replaced(prompt, catalogue, flavour)
     outputs: list[Any] = []
     for x in prompt:
         node = prompt[x]

@@ -2,8 +2,10 @@
 
 The prediction is recorded beside the observed outcome, so a report shows where an endpoint behaves
 unlike the ComfyUI it claims to be. It goes through the same classifier as a real answer: the prompt is
-validated as ``POST /prompt`` would validate it and the resulting body is classified. One thing the real
-server cannot say is added: ComfyUI stops at the first node class it lacks, the preflight names them all.
+validated as ``POST /prompt`` would validate it and the resulting body is classified, with the rules of
+the ComfyUI release the endpoint is modelled on (``harness.comfy.versions``). One thing the real server
+cannot say is added: ComfyUI stops at the first node class it lacks, the preflight names them all (after
+0.33.0's node replacements, which revive some removed classes).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from typing import Any
 
 from harness.comfy.catalogue import Catalogue
 from harness.run.classify import Classification, classify_prompt_response, missing_node
-from harness.comfy.validator import validate_prompt
+from harness.comfy.validator import Flavour, replaced, validate_prompt
+from harness.comfy.versions import MODELLED
 
 __all__ = ["missing_classes_in", "preflight"]
 
@@ -35,19 +38,23 @@ def missing_classes_in(workflow: Mapping[str, Any], catalogue: Catalogue) -> lis
 
 
 def preflight(
-    workflow: Mapping[str, Any], catalogue: Catalogue, files: Mapping[str, Sequence[str]] | None = None
+    workflow: Mapping[str, Any], catalogue: Catalogue, files: Mapping[str, Sequence[str]] | None = None,
+    *, version: str = MODELLED[0],
 ) -> Classification | None:
     """The classification ComfyUI's answer to this workflow would get; None when it would run it whole.
 
     ``files`` is the endpoint's files per models folder and ``input``, as ``validate_prompt`` takes them;
     without it the catalogue's own option lists are used (a live endpoint's list its models).
+    ``version`` is the modelled ComfyUI release whose rules apply (``Modelled.version``).
     """
-    # A prompt that is not an object has no nodes to scan; validating it raises as the server does.
-    missing = missing_classes_in(workflow, catalogue) if isinstance(workflow, Mapping) else []
-    if missing:
-        return missing_node(missing)
+    flavour = Flavour.of_version(version)
     try:
-        validation = validate_prompt(workflow, catalogue, files)
+        workflow = replaced(workflow, catalogue, flavour)
+        # A prompt that is not an object has no nodes to scan; validating it raises as the server does.
+        missing = missing_classes_in(workflow, catalogue) if isinstance(workflow, Mapping) else []
+        if missing:
+            return missing_node(missing)
+        validation = validate_prompt(workflow, catalogue, files, flavour=flavour)
     except Exception:  # noqa: BLE001 - any exception escaping ComfyUI's handler is its 500 answer
         return classify_prompt_response(500, _SERVER_ERROR_BODY)
     status = 200 if validation.accepted else 400

@@ -1,0 +1,115 @@
+"""Per-version behaviour beyond the captures: the preflight follows the endpoint's modelled ComfyUI release,
+the matrix says which one, and the reference endpoint answers as either release."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from conftest import ROOT, cells, matrix
+from harness.comfy.catalogue import load_catalogue
+from harness.comfy.validator import Flavour, validate_prompt
+from harness.reference.profile import load_profile
+from harness.run.outcomes import Outcome
+from harness.run.preflight import preflight
+from harness.errors import ConfigError
+
+STOCK_0_33_0 = load_catalogue(ROOT / "fixtures/object_info/0.33.0/stock.json")
+# ImageStitch.direction is a V3 COMBO: 0.3.64 leaves its value to execution, 0.33.0 refuses it.
+STITCH_DIAGONAL = {
+    "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
+    "2": {"class_type": "ImageStitch", "inputs": {"image1": ["1", 0], "direction": "diagonal", "match_image_size": True,
+                                                  "spacing_width": 0, "spacing_color": "white"}},
+    "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}},
+}
+
+
+def chain(length: int) -> dict:
+    """EmptyImage → ImageInvert × (length - 2) → PreviewImage: ``length`` nodes, each linked to the one before."""
+    prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}}}
+    for i in range(2, length):
+        prompt[str(i)] = {"class_type": "ImageInvert", "inputs": {"image": [str(i - 1), 0]}}
+    prompt[str(length)] = {"class_type": "PreviewImage", "inputs": {"images": [str(length - 1), 0]}}
+    return prompt
+
+
+def test_the_preflight_applies_the_modelled_release():
+    assert preflight(STITCH_DIAGONAL, STOCK_0_33_0, version="0.3.64") is None
+    predicted = preflight(STITCH_DIAGONAL, STOCK_0_33_0, version="0.33.0")
+    assert predicted.outcome is Outcome.INVALID_INPUT
+    assert "direction: 'diagonal' not in ['right', 'down', 'left', 'up']" in predicted.evidence.message
+
+
+def test_a_replaced_class_is_no_missing_node_on_0_33_0():
+    # T2IAdapterLoader is gone from 0.33.0; its registered replacement ControlNetLoader takes its input.
+    prompt = {
+        "1": {"class_type": "T2IAdapterLoader", "inputs": {"t2i_adapter_name": "t2i.safetensors"}, "_meta": {"title": "T2I"}},
+        "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}},
+    }
+    assert "T2IAdapterLoader" not in STOCK_0_33_0
+    predicted = preflight(prompt, STOCK_0_33_0, version="0.33.0")
+    assert predicted.outcome is Outcome.MISSING_MODEL
+    assert predicted.evidence.missing_models[0]["node_type"] == "ControlNetLoader"
+    queued = validate_prompt(prompt, STOCK_0_33_0, {"controlnet": ["t2i.safetensors"]}, flavour=Flavour.V0_33_0).prompt
+    assert queued["1"] == {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "t2i.safetensors"},
+                           "_meta": {"title": "T2I"}}
+    assert prompt["1"]["class_type"] == "T2IAdapterLoader"  # the caller's prompt is left alone
+    assert preflight(prompt, STOCK_0_33_0, version="0.3.64").outcome is Outcome.MISSING_NODE
+
+
+def test_a_null_class_type_is_node_none_on_both_releases():
+    prompt = {"9": {"class_type": None, "inputs": {}}, **chain(3)}
+    assert validate_prompt(prompt, STOCK_0_33_0).error["message"] == "Cannot execute because node None does not exist."
+    assert validate_prompt(prompt, STOCK_0_33_0, flavour=Flavour.V0_33_0).error == {
+        "type": "missing_node_type", "message": "Node 'None' not found. The custom node may not be installed.",
+        "details": "Node ID '#9'", "extra_info": {"node_id": "9", "class_type": None, "node_title": None}}
+
+
+def test_a_profile_names_the_versions_it_is_recorded_on():
+    assert load_profile("stock").comfyui_version == "0.3.64"
+    custom = load_profile("custom", "0.33.0")
+    assert (custom.comfyui_version, custom.flavour, len(custom.catalogue())) == ("0.33.0", Flavour.V0_33_0, 1208)
+    assert len(load_profile("stock", "0.33.0").catalogue()) == 887
+    with pytest.raises(ConfigError, match=r"no ComfyUI 0.40.0 recording \(known: 0.3.64, 0.33.0\)"):
+        load_profile("stock", "0.40.0")
+
+
+def test_a_0_33_0_endpoint_is_predicted_with_0_33_0_rules_without_being_told(project, reference_endpoint):
+    server = reference_endpoint(load_profile("stock", "0.33.0").replace(models={}))
+    workflows = project.path / "mine"
+    workflows.mkdir()
+    (workflows / "stitch_diagonal.json").write_text(json.dumps(STITCH_DIAGONAL))
+    project.runpytest(f"--endpoint=new={server.url}", f"--workflows={workflows}")
+    data = matrix(project)
+    [endpoint] = data["endpoints"]
+    assert endpoint["provenance"]["comfyui_version"] == "0.33.0"
+    assert endpoint["modelled"] == {"comfyui_version": "0.33.0", "frontend": "1.49.6", "reason": "ComfyUI 0.33.0 (/system_stats)"}
+    [cell] = cells(data).values()
+    assert cell["outcome"] == cell["predicted"] == "invalid_input"
+    assert cell["evidence"]["predicted_with"] == {"comfyui_version": "0.33.0", "reason": "ComfyUI 0.33.0 (/system_stats)"}
+    assert "modelled as ComfyUI 0.33.0" in (project.path / "reports/latest/matrix.md").read_text()
+
+
+def test_serve_answers_as_the_chosen_release_without_models():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "serve", "--profile", "custom", "--comfyui-version", "0.33.0",
+         "--models", "none", "--port", "0"],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert "reference endpoint 'custom' (ComfyUI 0.33.0, 1208 node classes) listening on" in line, line
+        url = line.split(" listening on ")[1].split()[0]
+        system = httpx.get(url + "/system_stats").json()["system"]
+        assert (system["comfyui_version"], system["argv"][5]) == ("0.33.0", "8191")
+        assert httpx.get(url + "/models/checkpoints").json() == []
+        answer = httpx.post(url + "/prompt", json={"prompt": STITCH_DIAGONAL}).json()
+        assert answer["node_errors"]["2"]["errors"][0]["type"] == "value_not_in_list"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=10)
