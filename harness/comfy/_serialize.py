@@ -54,7 +54,9 @@ def js_string(value: Any) -> str:
 
 def dynamic_prompt(text: str, choose: Callable[[list[str]], str]) -> str:
     """processDynamicPrompt: strip C-style comments, then resolve ``{a|b}`` choices (nested, ``\\`` escapes)."""
-    text = _COMMENTS.sub("", text)
+    text = _COMMENTS.sub("", text) if "/" in text else text
+    if "{" not in text and "\\" not in text:
+        return text
     position = 0
 
     def next_char() -> str:

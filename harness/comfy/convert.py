@@ -135,7 +135,7 @@ def _in_js_order(prompt: dict) -> dict:
 def _js_number(value: Any) -> Any:
     """A value as it leaves JavaScript: the UI file's numbers were parsed into doubles, so ``1.0`` is sent as
     ``1`` and an integer past 2**53 (a seed, say) as the nearest double, printed in its shortest digits."""
-    if isinstance(value, bool):
+    if type(value) is str or value is None or isinstance(value, bool):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
