@@ -21,8 +21,10 @@ def renumber(ui: Mapping[str, Any], definitions: Mapping[Any, Mapping[str, Any]]
     id, old id → new id."""
     remaps: dict[Any, dict[str, int]] = {}
     used = {n.get("id") for n in ui.get("nodes") or () if isinstance(n, Mapping) and type(n.get("id")) is int}
-    state = ui.get("state") if ui.get("version") != 0.4 else None
-    last = (state or {}).get("lastNodeId") if isinstance(state, Mapping) else ui.get("last_node_id")
+    # LGraph.configure reads a v1 file's state.lastNodeId, then copies every other top-level field, so a
+    # last_node_id, when there is one, is what counts.
+    state = ui.get("state") if ui.get("version") != 0.4 and isinstance(ui.get("state"), Mapping) else {}
+    last = ui.get("last_node_id", state.get("lastNodeId", 0))
     last = last if isinstance(last, (int, float)) and last > 0 else 0
     keys = {str(i) for i in used}
     for sg_id, sg in definitions.items():
@@ -80,9 +82,10 @@ def promote(node: Node, saved: Any, frontend: str, remap: Mapping[str, int]) -> 
     node.values = values
     proxies = node.properties.get("proxyWidgets")
     if frontend == "1.49.6" and isinstance(proxies, list):
-        flush_proxy_widgets(node, proxies, saved if isinstance(saved, list) else [], sources, remap)
+        _flush_proxy_widgets(node, proxies, saved if isinstance(saved, list) else [], sources, remap)
 
-def flush_proxy_widgets(node: Node, proxies: list, saved: list, sources: list, remap: Mapping[str, int]) -> None:
+
+def _flush_proxy_widgets(node: Node, proxies: list, saved: list, sources: list, remap: Mapping[str, int]) -> None:
     """flushProxyWidgetMigration (1.49.6): each legacy ``proxyWidgets`` entry takes the instance
     value at its own index; null or missing values leave what is there."""
     names = [name for _index, name in node.widgets]
