@@ -171,10 +171,8 @@ class Flattener:
         if node.kind == "GetNode":
             setter = self.setter(dto)
             return None if setter is None else self.resolve_input(setter, 0, visited, want)
-        if slot < len(node.inputs):
-            if self.frontend == "1.27.10" or node.inputs[slot][2] is not None:
-                return self.resolve_input(dto, slot, visited, want)
-        return None
+        # A Reroute (and any other virtual node) passes on what enters its input of the same index.
+        return self.resolve_input(dto, slot, visited, want) if slot < len(node.inputs) else None
 
     def setter(self, dto: Dto) -> Dto | None:
         """KJNodes' GetNode reads the SetNode of the same graph whose constant name it holds."""
