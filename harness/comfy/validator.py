@@ -13,9 +13,11 @@ here. Where ComfyUI turns such an exception into an ``exception_during_*`` reaso
 with the traceback frames the real server prints. Where ComfyUI lets it escape (a ``prompt`` that is
 not a dict), this module lets it escape too and the server answers 500.
 
-One deliberate difference: ComfyUI walks a node's inputs and the prompt's outputs as Python sets, so
-their order changes with the process's hash seed; here they are walked in catalogue and prompt order.
-Only the order of reasons within a node and of independent outputs can differ from a given real run.
+ComfyUI walks a node's inputs and the prompt's outputs as Python sets, so their order changes with the
+process's hash seed. By default they are walked in catalogue and prompt order instead, which is stable;
+a real run can then differ in the order of reasons and outputs and, where an exception stops a node's
+walk early, in which of its inputs were checked before it. ``set_order=True`` walks the same sets
+ComfyUI builds, so under the same ``PYTHONHASHSEED`` the answer is the real server's to the letter.
 """
 
 from __future__ import annotations
@@ -252,8 +254,9 @@ def _validate_node_input(received_type: Any, input_type: Any, v3: bool) -> bool:
 class _Validator:
     """One validation run: the state ComfyUI keeps in locals while it walks the graph."""
 
-    def __init__(self, prompt: Any, catalogue: Catalogue, files: _Files | None, rules: _Rules) -> None:
+    def __init__(self, prompt: Any, catalogue: Catalogue, files: _Files | None, rules: _Rules, set_order: bool) -> None:
         self.prompt = prompt
+        self.set_order = set_order
         self.catalogue = catalogue
         self.files = files
         self.rules = rules
@@ -271,9 +274,14 @@ class _Validator:
 
     def declared(self, node: NodeClass, inputs: Any) -> tuple[dict[str, InputSpec], bool]:
         """The inputs validated and whether any is dynamic (0.33.0 expands a V3 node's for these inputs)."""
-        if self.rules.v3 and node.v3:
-            return finalized_inputs(node.inputs.values(), inputs)
-        return node.inputs, False
+        declared, dynamic = finalized_inputs(node.inputs.values(), inputs) if self.rules.v3 and node.v3 else (node.inputs, False)
+        if self.set_order:
+            # ``set(class_inputs.get('required', {})).union(set(class_inputs.get('optional', {})))``,
+            # built from dicts of the same keys in the same order, so its order is the server's.
+            required = {name: None for name, spec in declared.items() if spec.category == "required"}
+            optional = {name: None for name, spec in declared.items() if spec.category == "optional"}
+            declared = {name: declared[name] for name in set(required).union(set(optional))}
+        return declared, dynamic
 
     def validate_node(self, unique_id: Any) -> tuple[bool, list, Any]:
         if unique_id in self.validated:
@@ -534,6 +542,7 @@ def validate_prompt(
     *,
     flavour: Flavour = Flavour.V0_3_64,
     partial_execution_targets: Sequence[str] | None = None,
+    set_order: bool = False,
 ) -> Validation:
     """Validate an API-format prompt as ComfyUI's ``POST /prompt`` would.
 
@@ -542,6 +551,7 @@ def validate_prompt(
     catalogue's own lists are used as they are (a catalogue read from a live endpoint already lists its
     models). Raises whatever ComfyUI's handler would let escape (a ``prompt`` that is not a dict).
     ``Validation.prompt`` is the prompt as queued: 0.33.0's node replacements applied, literals converted.
+    ``set_order`` walks inputs and outputs in the hash order of ComfyUI's sets (see the module docstring).
     """
     rules = _RULES[flavour]
     prompt = replaced(prompt, catalogue, flavour)
@@ -555,8 +565,13 @@ def validate_prompt(
                 outputs.append(x)
     if not outputs:
         return Validation(_graph_error("prompt_no_outputs", "Prompt has no outputs"), {}, [], prompt)
+    if set_order:
+        walked: set[Any] = set()
+        for o in outputs:
+            walked.add(o)
+        outputs = list(walked)
 
-    run = _Validator(prompt, catalogue, files, rules)
+    run = _Validator(prompt, catalogue, files, rules, set_order)
     good_outputs: list[str] = []
     failures: list[tuple[Any, list]] = []
     node_errors: dict = {}
