@@ -22,7 +22,7 @@ from harness.report.drift import load_run
 from harness.run.endpoints import Endpoint, VerdictSpec, load_endpoints_file, load_verdict_spec, parse_endpoint_option
 from harness.run.engine import Engine, EngineThread
 from harness.errors import ConfigError, HarnessError
-from harness.report.matrix import MatrixWriter, new_run_id
+from harness.report.matrix import MatrixWriter, ReportWriteError, check_writable, new_run_id
 from harness.report.verdict import Budgets
 
 __all__ = ["CompatRun", "Settings"]
@@ -156,6 +156,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             run = config.stash[_RUN]
             try:
                 run.plan()
+                check_writable(run.settings.report_dir)
             except HarnessError as exc:
                 raise pytest.UsageError(str(exc)) from None
             if config.pluginmanager.hasplugin("dsession"):  # the xdist controller: workers run the cells
@@ -197,7 +198,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def compat_cell(request: pytest.FixtureRequest) -> Cell:
     """The finished cell of this test's case × endpoint (run on first request, then recorded)."""
     case, endpoint_name = request.param
-    return request.config.stash[_RUN].cell(case, endpoint_name)
+    try:
+        return request.config.stash[_RUN].cell(case, endpoint_name)
+    except ReportWriteError as exc:
+        # A full disk ends the run in one line; matrix.json keeps its last complete version.
+        pytest.exit(f"comfy-compat: {exc}", returncode=pytest.ExitCode.INTERNAL_ERROR)
+    except HarnessError as exc:  # this machine's limit (open files, memory), not the endpoint's outcome
+        pytest.fail(f"comfy-compat could not run {case.id} on {endpoint_name}: {exc}", pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -231,7 +238,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     run = session.config.stash.get(_RUN, None)
     if run is None:
         return
-    verdict = run.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+    try:
+        verdict = run.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+    except ReportWriteError as exc:
+        session.config.get_terminal_writer().line(f"comfy-compat: {exc}", red=True)
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        return
     if verdict is not None and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         # With a verdict asked for, the run answers the migration question: scripts branch on 0/1/2.
         session.exitstatus = verdict["exit_code"]

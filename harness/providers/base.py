@@ -10,9 +10,14 @@ reports only ever see ``RunRecord``.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
+import errno
 import functools
+import hashlib
+import re
 import shlex
+import ssl
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,21 +27,37 @@ import httpx
 from PIL import Image, UnidentifiedImageError
 
 from harness.comfy.catalogue import Catalogue, load_catalogue
+from harness.errors import LocalResourceError
 from harness.run.classify import Classification, Evidence
 from harness.run.endpoints import Endpoint
 from harness.run.outcomes import Outcome
 
 __all__ = [
+    "ANSWER_HOOKS",
+    "CLEANUP_S",
     "BaseProvider",
     "OutputImage",
     "RunRecord",
     "Timings",
     "TransportFailure",
+    "Watch",
+    "answered",
+    "excerpt",
     "failure",
     "inspect_image",
+    "phase",
+    "plain_client",
+    "refusal",
+    "safe_name",
+    "ssl_context",
     "transport_failures",
+    "watching",
     "with_retry_after",
 ]
+
+CLEANUP_S = 0.4
+"""Seconds a best-effort clean-up request (interrupt, cancel, delete) may take once a deadline passed: the
+engine ends an attempt half a second after its deadline whatever it is doing."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +106,141 @@ class RunRecord:
     """Nodes that really ran (ComfyUI's per-node ``executing`` events); None where they were not all seen."""
 
 
+@dataclass
+class Watch:
+    """Where one attempt is, so a deadline that cuts it short can say what it was waiting for.
+
+    Providers mark their phase (``submit``: until the endpoint has the job; ``queue``: the job waits;
+    ``execution``; ``download``) and each request they make; the engine reads it when the deadline ends
+    the attempt mid-await.
+    """
+
+    phase: str = "submit"
+    doing: str = ""
+    """The request in flight (``GET /history/<id>``)."""
+    answered: bool = False
+    """Whether any reply of the endpoint arrived: a submission nobody answered means unreachable."""
+
+    def overrun(self, endpoint: Endpoint, budget: float) -> Classification:
+        """The verdict on an attempt the deadline ended in the middle of an await."""
+        outcome = _PHASE_OUTCOMES.get(self.phase, Outcome.EXECUTION_TIMEOUT)
+        if self.phase == "submit" and not self.answered:
+            outcome = Outcome.UNREACHABLE
+        doing = f" ({self.doing})" if self.doing else ""
+        message = (f"{endpoint.public_url} answered nothing within the cell's deadline of {budget:.1f} s{doing}"
+                   if outcome is Outcome.UNREACHABLE else
+                   f"the cell's deadline of {budget:.1f} s passed in its {self.phase} phase{doing}: {endpoint.public_url} "
+                   "did not answer in time")
+        return Classification(outcome, False, Evidence(message=message, hint=outcome.info.hint, phase=self.phase))
+
+
+_PHASE_OUTCOMES = {"submit": Outcome.QUEUE_TIMEOUT, "queue": Outcome.QUEUE_TIMEOUT, "execution": Outcome.EXECUTION_TIMEOUT,
+                   "download": Outcome.EXECUTION_TIMEOUT}
+_WATCH: contextvars.ContextVar[Watch | None] = contextvars.ContextVar("comfy_compat_watch", default=None)
+
+
+@contextlib.contextmanager
+def watching() -> Iterator[Watch]:
+    """A fresh ``Watch`` for the attempt run inside (each asyncio task sees its own)."""
+    watch = Watch()
+    token = _WATCH.set(watch)
+    try:
+        yield watch
+    finally:
+        _WATCH.reset(token)
+
+
+def phase(name: str) -> None:
+    """Mark the attempt's phase (a no-op outside ``watching``: providers run alone in tests)."""
+    watch = _WATCH.get()
+    if watch is not None:
+        watch.phase = name
+
+
+def answered(doing: str | None = None) -> None:
+    """Note that the endpoint replied (``doing=None``) or that a request is now in flight."""
+    watch = _WATCH.get()
+    if watch is None:
+        return
+    if doing is None:
+        watch.answered = True
+    else:
+        watch.doing = doing
+
+
+def excerpt(text: str, limit: int = 120) -> str:
+    """A short, one-line excerpt of an endpoint's reply for evidence."""
+    flat = " ".join(str(text).split())
+    return repr(flat if len(flat) <= limit else flat[: limit - 1] + "…")
+
+
+def refusal(status: int, headers: Mapping[str, str], doing: str, text: str = "") -> Classification | None:
+    """What any endpoint's HTTP refusal means, whichever request it answered; None for other statuses.
+
+    401/403 are credentials, 429 is capacity (its ``Retry-After`` kept), 5xx is the server's own failure.
+    """
+    if status in (401, 403):
+        return failure(Outcome.AUTH_ERROR, f"HTTP {status} from {doing}: the credentials were refused", http_status=status)
+    if status == 429:
+        return with_retry_after(failure(Outcome.RATE_LIMITED, f"HTTP 429 from {doing}: rate limited", http_status=status), headers)
+    if status >= 500:
+        return failure(Outcome.SERVER_ERROR, f"HTTP {status} from {doing}: {excerpt(text)}", http_status=status)
+    return None
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_NAME_CHARS = 80
+"""Longest file name made from an endpoint's name; well under every filesystem's 255 bytes."""
+
+
+def safe_name(*parts: object, fallback: str = "output") -> str:
+    """One file name from names an endpoint chose (node id, filename, subfolder): no separators, no
+    NUL, no leading dot, at most ``_NAME_CHARS`` characters. A name that had to change keeps a short
+    hash of the original, so two different originals never meet in one file."""
+    original = "_".join(str(p) for p in parts if str(p))
+    name = _UNSAFE.sub("_", original).strip("._") or fallback
+    if name != original or len(name) > _NAME_CHARS:
+        digest = hashlib.sha1(original.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        stem, dot, suffix = name.rpartition(".")
+        suffix = f".{suffix}" if dot and stem and len(suffix) <= 5 else ""
+        name = f"{name[: _NAME_CHARS - len(suffix) - 9].rstrip('._') or fallback}-{digest}{suffix}"
+    return name
+
+
+async def _answered_hook(_: httpx.Response) -> None:
+    answered()  # called when the headers are in, before the body is read
+
+
+ANSWER_HOOKS = {"response": [_answered_hook]}
+"""httpx event hooks that tell the attempt's ``Watch`` a reply arrived; for every client a provider makes."""
+
+
+@functools.cache
+def ssl_context() -> ssl.SSLContext:
+    """One TLS context for every httpx client of the run: each new one reads the CA bundle (~0.1 s of
+    CPU), which made 300 endpoints' start-up take half a minute."""
+    return ssl.create_default_context()
+
+
+def plain_client(timeout: float | httpx.Timeout = 60.0) -> httpx.AsyncClient:
+    """A client without any endpoint's credentials, for other hosts (a bucket, a CDN, another origin)."""
+    return httpx.AsyncClient(timeout=timeout, event_hooks=ANSWER_HOOKS, verify=ssl_context())
+
+
+_LOCAL_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ENOSPC}
+
+
+def _local_cause(exc: BaseException) -> OSError | None:
+    """The OSError behind a library's exception when it is a local limit, however deeply it is wrapped."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _LOCAL_ERRNOS:
+            return exc
+        exc = getattr(exc, "os_error", None) or exc.__cause__ or exc.__context__
+    return None
+
+
 class TransportFailure(Exception):
     """Raised inside a provider when the endpoint could not be talked to; carries the classification."""
 
@@ -93,9 +249,9 @@ class TransportFailure(Exception):
         self.classification = classification
 
 
-def failure(outcome: Outcome, message: str, *, http_status: int | None = None) -> Classification:
-    """A classification for what happened on the wire rather than in ComfyUI."""
-    return Classification(outcome, False, Evidence(message=message, http_status=http_status))
+def failure(outcome: Outcome, message: str, *, http_status: int | None = None, phase: str | None = None) -> Classification:
+    """A classification for what happened on the wire rather than in ComfyUI (``phase``: of a deadline that ran out)."""
+    return Classification(outcome, False, Evidence(message=message, http_status=http_status, phase=phase))
 
 
 def with_retry_after(verdict: Classification | None, headers: Mapping[str, str]) -> Classification | None:
@@ -117,12 +273,23 @@ def transport_failures(endpoint: Endpoint, doing: str) -> Iterator[None]:
     import aiohttp  # only the native provider talks aiohttp (its HTTP and websocket)
 
     where = f"{endpoint.public_url} ({doing})"
+    answered(doing)
     try:
-        yield
+        try:
+            yield
+        except (OSError, httpx.TransportError, aiohttp.ClientError) as exc:
+            local = _local_cause(exc)
+            if local is not None:
+                # EMFILE and friends surface as "cannot connect": they are this machine's limit, not the endpoint's.
+                raise LocalResourceError(f"{where}: {local.strerror or local}") from exc
+            raise
     except (httpx.ConnectError, httpx.ConnectTimeout, aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
         raise TransportFailure(failure(Outcome.UNREACHABLE, f"cannot connect to {where}: {exc}")) from exc
     except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout, TimeoutError) as exc:
-        raise TransportFailure(failure(Outcome.EXECUTION_TIMEOUT, f"no answer from {where} in time")) from exc
+        watch = _WATCH.get()
+        at = watch.phase if watch is not None else None
+        raise TransportFailure(failure(_PHASE_OUTCOMES.get(at, Outcome.EXECUTION_TIMEOUT), f"no answer from {where} in time",
+                                       phase=at)) from exc
     except (httpx.RemoteProtocolError, httpx.DecodingError, aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError,
             aiohttp.ClientResponseError) as exc:
         raise TransportFailure(failure(Outcome.PROTOCOL_ERROR, f"malformed reply from {where}: {exc}")) from exc
@@ -159,6 +326,8 @@ class BaseProvider:
             timeout=httpx.Timeout(30.0, connect=self.endpoint.timeouts.connect),
             # Few idle connections kept: httpcore checks every idle one on each request (~0.06 ms apiece).
             limits=httpx.Limits(max_connections=max(self.endpoint.max_concurrency * 2, 4), max_keepalive_connections=8),
+            event_hooks=ANSWER_HOOKS,
+            verify=ssl_context(),
         )
 
     async def run(self, workflow: dict, *, deadline: float, outputs_dir: Path, images: Sequence[Path] = ()) -> RunRecord:

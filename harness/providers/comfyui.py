@@ -12,27 +12,36 @@ deleted from the queue (``queue_timeout``); past the cell's deadline a running p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
+from yarl import URL
 
 from harness.comfy.catalogue import Catalogue
 from harness.run.classify import Classification, classify_history, classify_prompt_response
 from harness.run.endpoints import Endpoint
 from harness.run.outcomes import Outcome
 from harness.providers.base import (
+    CLEANUP_S,
     BaseProvider,
     OutputImage,
     RunRecord,
     Timings,
     TransportFailure,
+    answered,
+    excerpt,
     failure,
     inspect_image,
+    phase,
+    refusal,
+    safe_name,
     transport_failures,
     with_retry_after,
 )
@@ -44,6 +53,11 @@ _POLL_INTERVAL = 0.05
 _POLL_INTERVAL_MAX = 1.0
 _READ_TIMEOUT = 30.0
 """Seconds a reply may take to arrive; waiting for a prompt is the websocket's or polling's job."""
+_SILENCE_POLL, _SILENCE_POLL_MAX = 0.25, 5.0
+"""Seconds of websocket silence after which /history is asked anyway (a proxy can keep a socket open
+and drop its frames): a finished prompt is found even then."""
+_REDIRECTS = 5
+_REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 
 
 class ComfyUIProvider(BaseProvider):
@@ -60,8 +74,8 @@ class ComfyUIProvider(BaseProvider):
         httpx's pool, and a cell makes three (measured by bench/bench_cpu.py)."""
         if self._session is None:
             t = self.endpoint.timeouts
+            # No session-wide headers: aiohttp would send them along redirects to any host (see _request).
             self._session = aiohttp.ClientSession(
-                headers=self.endpoint.resolved_headers(),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=t.connect, sock_read=_READ_TIMEOUT),
                 connector=aiohttp.TCPConnector(limit=max(self.endpoint.max_concurrency * 2, 4)),
             )
@@ -71,8 +85,32 @@ class ComfyUIProvider(BaseProvider):
         """One request, read whole; transport failures raised as TransportFailure."""
         options = {"timeout": aiohttp.ClientTimeout(total=timeout)} if timeout is not None else {}
         with transport_failures(self.endpoint, f"{method} {path}"):
-            async with self._http().request(method, self.endpoint.url + path, **kwargs, **options) as response:
+            async with self._request(method, self.endpoint.url + path, **kwargs, **options) as response:
                 return _Reply(response.status, response.headers, await response.text(errors="replace"))
+
+    @contextlib.asynccontextmanager
+    async def _request(self, method: str, url: str, **kwargs: Any) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One request with the endpoint's headers, redirects followed here rather than by aiohttp, which
+        would forward custom headers (X-Api-Key, Modal-Key) to any host: credentials go only to the
+        endpoint's own origin."""
+        origin = URL(self.endpoint.url).origin()
+        target = URL(url, encoded=True)
+        for _ in range(_REDIRECTS + 1):
+            headers = self.endpoint.resolved_headers() if target.origin() == origin else {}
+            response = await self._http().request(method, target, headers=headers, allow_redirects=False, **kwargs)
+            answered()
+            if response.status not in _REDIRECT_STATUSES or "Location" not in response.headers:
+                try:
+                    yield response
+                finally:
+                    response.release()
+                return
+            response.release()
+            target = target.join(URL(response.headers["Location"]))
+            if response.status not in (307, 308):  # the others turn into a GET of the new location, without a body
+                method = "GET"
+                kwargs = {k: v for k, v in kwargs.items() if k == "timeout"}
+        raise TransportFailure(failure(Outcome.PROTOCOL_ERROR, f"{self.endpoint.public_url}: more than {_REDIRECTS} redirects from {url}"))
 
     def request_body(self, workflow: dict, images: Sequence[Path] = ()) -> dict:
         return {"prompt": workflow}
@@ -105,6 +143,7 @@ class ComfyUIProvider(BaseProvider):
 
     async def run(self, workflow: dict, *, deadline: float, outputs_dir: Path, images: Sequence[Path] = ()) -> RunRecord:
         started = time.monotonic()
+        phase("submit")
         hub = self._events()
         await hub.ensure()
         prompt_id = ""
@@ -117,11 +156,13 @@ class ComfyUIProvider(BaseProvider):
             rejected, prompt_id, partial = _read_submission(response)
             if rejected is not None:
                 return RunRecord(rejected, timings=Timings(total=time.monotonic() - started))
+            phase("queue")
             waited = await self._wait(prompt_id, hub, started, deadline)
             if isinstance(waited, Classification):
                 return RunRecord(waited, timings=Timings(total=time.monotonic() - started), job_id=prompt_id)
             entry, queue_s, exec_s = waited
             verdict = partial or classify_history(entry)
+            phase("download")
             images = () if verdict is not None else await self._download(entry, outputs_dir)
             timings = Timings(queue=queue_s, execution=exec_s, total=time.monotonic() - started)
             cached, executed = _cache_use(entry, hub.watch(prompt_id))
@@ -148,7 +189,7 @@ class ComfyUIProvider(BaseProvider):
 
     def _events(self) -> EventHub:
         if self._hub is None:
-            self._hub = EventHub(self.endpoint.url, self._http())
+            self._hub = EventHub(self.endpoint.url, self._http(), self.endpoint.resolved_headers(), self.endpoint.timeouts.connect)
         return self._hub
 
     async def _wait(self, prompt_id: str, hub: EventHub, started: float, deadline: float):
@@ -156,26 +197,49 @@ class ComfyUIProvider(BaseProvider):
         queue_deadline = min(deadline, started + self.endpoint.timeouts.queue)
         events = hub.watch(prompt_id)
         began_at: float | None = None
-        interval = _POLL_INTERVAL
+        interval, silence = _POLL_INTERVAL, _SILENCE_POLL
         while True:
             if began_at is None and events.started_at is not None:
                 began_at = events.started_at
+            if began_at is not None:
+                phase("execution")
             now = time.monotonic()
             if began_at is None and now >= queue_deadline:
+                entry = await self._last_look(prompt_id)
+                if entry is not None:  # finished unseen (a socket that said nothing): not a timeout
+                    return entry, time.monotonic() - started, 0.0
                 await self._post_quietly("/queue", {"delete": [prompt_id]})
-                return failure(Outcome.QUEUE_TIMEOUT, f"prompt {prompt_id} did not start within {queue_deadline - started:.1f} s")
+                stuck = hub.stuck(before=started)
+                behind = (f": queued behind prompt {stuck}, which the endpoint stopped executing (no node of it ran since it "
+                          "started; ComfyUI's prompt worker has died and runs nothing until the server restarts)") if stuck else ""
+                return failure(Outcome.QUEUE_TIMEOUT, f"prompt {prompt_id} did not start within {queue_deadline - started:.1f} s{behind}",
+                               phase="queue")
             if now >= deadline:
                 await self._post_quietly("/interrupt", {"prompt_id": prompt_id})
-                return failure(Outcome.EXECUTION_TIMEOUT, f"prompt {prompt_id} did not finish within {deadline - started:.1f} s; interrupted")
+                if began_at is not None and hub.connected and not events.ran:
+                    # ComfyUI 0.33.0's worker thread dies on an undeclared input linked to a missing node: the
+                    # prompt stays queue_running after execution_start, and nothing ever runs again.
+                    return failure(Outcome.EXECUTION_TIMEOUT, f"the endpoint stopped executing: prompt {prompt_id} started "
+                                   f"{now - began_at:.1f} s ago and no node of it ever ran (ComfyUI's prompt worker has died; "
+                                   "it answers HTTP but runs nothing until the server restarts)", phase="execution")
+                return failure(Outcome.EXECUTION_TIMEOUT, f"prompt {prompt_id} did not finish within {deadline - started:.1f} s; interrupted",
+                               phase="execution")
             limit = min(queue_deadline if began_at is None else deadline, deadline) - now
             if hub.connected:
                 flag = events.started if began_at is None and not events.started.is_set() else events.finished
+                wait = min(limit, silence)
                 try:
-                    await asyncio.wait_for(flag.wait(), max(limit, 0.001))
+                    await asyncio.wait_for(flag.wait(), max(wait, 0.001))
                 except TimeoutError:
-                    continue
-                if flag is events.started:
-                    continue
+                    if wait >= limit:
+                        continue  # the budget is spent: the checks above decide
+                    # An open but silent socket: the queue and /history are asked, as when polling.
+                    silence = min(silence * 2, _SILENCE_POLL_MAX)
+                    if began_at is None and await self._is_running(prompt_id):
+                        began_at = time.monotonic()
+                else:
+                    if flag is events.started:
+                        continue
             else:
                 await asyncio.sleep(min(interval, max(limit, 0)))
                 interval = min(interval * 2, _POLL_INTERVAL_MAX)
@@ -186,6 +250,10 @@ class ComfyUIProvider(BaseProvider):
                 finished = time.monotonic()
                 begun = began_at if began_at is not None else finished
                 return entry, begun - started, finished - begun
+            if hub.connected and events.finished.is_set():
+                # Told it ended, yet no entry: asked again, never in a tight loop (a proxy may cache /history).
+                await asyncio.sleep(min(interval, max(limit, 0)))
+                interval = min(interval * 2, _POLL_INTERVAL_MAX)
 
     async def aclose(self) -> None:
         if self._hub is not None:
@@ -195,38 +263,60 @@ class ComfyUIProvider(BaseProvider):
         await super().aclose()
 
     async def _is_running(self, prompt_id: str) -> bool:
-        response = await self._call("GET", "/queue")
-        running = response.json().get("queue_running", []) if response.status_code == 200 else []
-        return any(len(item) > 1 and item[1] == prompt_id for item in running)
+        queue = _json_object(await self._call("GET", "/queue"), "GET /queue")
+        running = queue.get("queue_running")
+        return any(isinstance(item, list) and len(item) > 1 and item[1] == prompt_id for item in running or ()
+                   ) if isinstance(running, list) else False
 
     async def _history(self, prompt_id: str) -> dict | None:
-        response = await self._call("GET", f"/history/{prompt_id}")
-        if response.status_code != 200:
-            raise TransportFailure(failure(Outcome.PROTOCOL_ERROR, f"GET /history/{prompt_id} answered {response.status_code}", http_status=response.status_code))
+        doing = f"GET /history/{prompt_id}"
+        history = _json_object(await self._call("GET", f"/history/{quote(prompt_id, safe='')}"), doing)
         # ComfyUI answers {} until the prompt is finished, then {prompt_id: entry}.
-        return response.json().get(prompt_id)
+        entry = history.get(prompt_id)
+        if entry is not None and not isinstance(entry, dict):
+            raise TransportFailure(failure(Outcome.PROTOCOL_ERROR, f"{doing}: the entry is not an object: {excerpt(json.dumps(entry))}"))
+        return entry
+
+    async def _last_look(self, prompt_id: str) -> dict | None:
+        """The history entry, if the prompt finished after all; nothing if asking fails too."""
+        try:
+            async with asyncio.timeout(CLEANUP_S):
+                return await self._history(prompt_id)
+        except (TransportFailure, TimeoutError):
+            return None
 
     async def _post_quietly(self, path: str, body: dict) -> None:
-        """Best-effort clean-up after a timeout; the verdict does not depend on it."""
+        """Best-effort clean-up after a timeout; the verdict does not depend on it (nor waits for it long)."""
         try:
-            await self._call("POST", path, json=body, timeout=5.0)
+            await self._call("POST", path, json=body, timeout=CLEANUP_S)
         except TransportFailure:
             pass
 
     async def _download(self, entry: dict, outputs_dir: Path) -> list[OutputImage]:
+        outputs = entry.get("outputs") or {}
+        if not isinstance(outputs, dict):
+            raise TransportFailure(failure(Outcome.PROTOCOL_ERROR, f"the history entry's outputs are not an object: {excerpt(json.dumps(outputs))}"))
         images = []
-        for node_id, node_output in (entry.get("outputs") or {}).items():
-            for ref in node_output.get("images", []) if isinstance(node_output, dict) else []:
+        for node_id, node_output in outputs.items():
+            refs = node_output.get("images", []) if isinstance(node_output, dict) else []
+            if not isinstance(refs, list) or not all(isinstance(ref, dict) for ref in refs):
+                raise TransportFailure(failure(Outcome.PROTOCOL_ERROR, f"node {node_id}'s images in the history entry are not a list "
+                                               f"of objects: {excerpt(json.dumps(refs))}"))
+            for ref in refs:
                 images.append(await self._fetch_image(node_id, ref, outputs_dir))
         return images
 
     async def _fetch_image(self, node_id: str, ref: dict, outputs_dir: Path) -> OutputImage:
         filename = str(ref.get("filename", ""))
-        params = {"filename": filename, "subfolder": ref.get("subfolder", ""), "type": ref.get("type", "output")}
+        params = {"filename": filename, "subfolder": str(ref.get("subfolder", "")), "type": str(ref.get("type", "output"))}
         outputs_dir.mkdir(parents=True, exist_ok=True)
-        target = outputs_dir / f"{node_id}_{Path(filename).name or 'output'}"
+        # Node id, subfolder and file name are the endpoint's: reduced to one safe name inside the cell's folder.
+        target = outputs_dir / safe_name(node_id, params["subfolder"], Path(filename.replace("\\", "/")).name)
         with transport_failures(self.endpoint, f"GET /view {filename}"):
-            async with self._http().get(self.endpoint.url + "/view", params=params) as response:
+            async with self._request("GET", self.endpoint.url + "/view", params=params) as response:
+                refused = refusal(response.status, response.headers, f"GET /view {filename}")
+                if refused is not None:
+                    raise TransportFailure(refused)
                 if response.status != 200:
                     return OutputImage(filename, str(target), 0, params["type"], error=f"GET /view answered {response.status}")
                 # Streamed to disk so a large output never sits in memory whole.
@@ -264,6 +354,21 @@ def _cache_use(entry: Any, events: PromptEvents) -> tuple[int | None, int | None
         cached = found[0] if found and isinstance(found[0], list) else None
     executed = len(events.ran) if events.ended and events.cached is not None else None
     return (len(cached) if cached is not None else None), executed
+
+
+def _json_object(response: _Reply, doing: str) -> dict:
+    """A 200's JSON object; a refusal as its outcome (as for POST /prompt), any other body a protocol error."""
+    refused = refusal(response.status_code, response.headers, doing, response.text)
+    if refused is not None:
+        raise TransportFailure(refused)
+    try:
+        body = response.json() if response.status_code == 200 else None
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise TransportFailure(failure(Outcome.PROTOCOL_ERROR, f"{doing} answered HTTP {response.status_code}, not a JSON object: "
+                                       f"{excerpt(response.text)}", http_status=response.status_code))
+    return body
 
 
 def _read_submission(response: _Reply) -> tuple[Classification | None, str, Classification | None]:

@@ -18,6 +18,7 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -45,13 +46,18 @@ class PromptEvents:
 
 
 class EventHub:
-    def __init__(self, base_url: str, session: aiohttp.ClientSession) -> None:
+    def __init__(self, base_url: str, session: aiohttp.ClientSession, headers: Mapping[str, str] | None = None,
+                 handshake_timeout: float = 5.0) -> None:
         self.client_id = uuid.uuid4().hex
         self.url = base_url.replace("http", "ws", 1) + f"/ws?clientId={self.client_id}"
         self.connected = False
         self._prompts: dict[str, PromptEvents] = {}
         self._session = session
-        """The provider's session (its headers, its connections); the provider closes it."""
+        """The provider's session (its connections); the provider closes it."""
+        self._headers = dict(headers or {})
+        self._handshake_timeout = handshake_timeout
+        """Seconds the handshake may take: a server that accepts the connection and never upgrades it
+        must not hold the cells that wait for this socket."""
         self._reader: asyncio.Task | None = None
         self._opening = asyncio.Lock()
         self._tried_at = float("-inf")
@@ -63,14 +69,23 @@ class EventHub:
                 return
             self._tried_at = time.monotonic()
             try:
-                ws = await self._session.ws_connect(self.url, timeout=aiohttp.ClientWSTimeout(ws_close=5.0), heartbeat=30.0)
+                async with asyncio.timeout(self._handshake_timeout):
+                    ws = await self._session.ws_connect(self.url, headers=self._headers, timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
+                                                        heartbeat=30.0)
             except (aiohttp.ClientError, asyncio.TimeoutError):
-                return  # no websocket (a proxy in front, an older gateway): cells poll
+                return  # no websocket (a proxy in front, an older gateway, a handshake never answered): cells poll
             self.connected = True
             self._reader = asyncio.create_task(self._read(ws))
 
     def watch(self, prompt_id: str) -> PromptEvents:
         return self._prompts.setdefault(prompt_id, PromptEvents())
+
+    def stuck(self, before: float) -> str | None:
+        """A prompt of this client that started before ``before`` and has run no node since, unfinished: the
+        sign of a ComfyUI whose prompt worker died (it answers HTTP, and executes nothing ever again)."""
+        return next((prompt_id for prompt_id, events in self._prompts.items()
+                     if events.started_at is not None and events.started_at < before and not events.ran
+                     and not events.finished.is_set()), None)
 
     def forget(self, prompt_id: str) -> None:
         self._prompts.pop(prompt_id, None)

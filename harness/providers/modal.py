@@ -40,8 +40,12 @@ from harness.providers.base import (
     RunRecord,
     Timings,
     TransportFailure,
+    excerpt,
     failure,
     inspect_image,
+    phase,
+    plain_client,
+    refusal,
     transport_failures,
     with_retry_after,
 )
@@ -84,13 +88,15 @@ class ModalProvider(BaseProvider):
     async def run(self, workflow: dict, *, deadline: float, outputs_dir: Path, images: Sequence[Path] = ()) -> RunRecord:
         started = time.monotonic()
         redirects: list[str] = []
+        # The app's own endpoint queues and runs inside the request: once sent, the job is the app's.
+        phase("execution")
         try:
             async with asyncio.timeout(max(deadline - started, 0.0)):
                 response = await self._call(self.request_body(workflow), deadline, redirects)
                 verdict, images = await self._outcome(response, outputs_dir)
         except TimeoutError:
             verdict, images = failure(Outcome.EXECUTION_TIMEOUT, f"no result from {self.endpoint.public_url} within "
-                                      f"{deadline - started:.1f} s ({len(redirects)} redirects followed)"), []
+                                      f"{deadline - started:.1f} s ({len(redirects)} redirects followed)", phase="execution"), []
         except TransportFailure as exc:
             verdict, images = exc.classification, []
         return RunRecord(verdict, tuple(images), Timings(total=time.monotonic() - started), extra={"redirects": len(redirects)})
@@ -101,11 +107,16 @@ class ModalProvider(BaseProvider):
         with transport_failures(self.endpoint, f"POST {path or '/'}"):
             response = await self.client.post(path, json=body, timeout=self._timeout(deadline))
         while response.status_code == _SEE_OTHER and "location" in response.headers:
-            # Modal's result URL is on the app's own host, so the endpoint's headers go along.
             location = response.url.join(response.headers["location"])
             redirects.append(str(location))
             with transport_failures(self.endpoint, f"GET {location.path} (redirect {len(redirects)})"):
-                response = await self.client.get(location, timeout=self._timeout(deadline))
+                if _same_origin(location, self.endpoint.url):
+                    response = await self.client.get(location, timeout=self._timeout(deadline))
+                else:
+                    # Modal's result URL is on the app's own host; anywhere else gets none of its credentials.
+                    async with plain_client() as plain:
+                        response = await plain.get(location, timeout=self._timeout(deadline))
+                        await response.aread()
         return response
 
     def _timeout(self, deadline: float) -> httpx.Timeout:
@@ -146,7 +157,7 @@ class ModalProvider(BaseProvider):
     async def _image(self, index: int, ref: Any, outputs_dir: Path) -> OutputImage:
         """One image of a JSON reply: decoded from base64, or downloaded from its URL."""
         if not isinstance(ref, str):
-            return OutputImage(f"image_{index}", "", 0, error=f"expected a string, got {ref!r:.100}")
+            raise TransportFailure(failure(Outcome.PROTOCOL_ERROR, f"image {index} of the reply is not a string: {excerpt(json.dumps(ref))}"))
         if self.request["response"] == "json_base64":
             try:
                 data = base64.b64decode(ref.split(",", 1)[1] if ref.startswith("data:") else ref, validate=True)
@@ -155,15 +166,24 @@ class ModalProvider(BaseProvider):
             return _save(index, data, outputs_dir)
         url = httpx.URL(self.endpoint.url).join(ref)
         with transport_failures(self.endpoint, f"GET image {index}"):
-            if url.host == httpx.URL(self.endpoint.url).host:
+            if _same_origin(url, self.endpoint.url):
                 response = await self.client.get(url)
             else:
                 # Another host (a bucket, a CDN) gets no credentials of the app's.
-                async with httpx.AsyncClient(timeout=60.0) as plain:
+                async with plain_client() as plain:
                     response = await plain.get(url)
+        refused = refusal(response.status_code, response.headers, f"GET image {index}")
+        if refused is not None:
+            raise TransportFailure(refused)
         if response.status_code != 200:
             return OutputImage(f"image_{index}", "", 0, error=f"GET {url} answered {response.status_code}")
         return _save(index, response.content, outputs_dir)
+
+
+def _same_origin(url: httpx.URL, endpoint_url: str) -> bool:
+    """Whether ``url`` is on the endpoint's own origin (scheme, host, port), the only one its credentials go to."""
+    own = httpx.URL(endpoint_url)
+    return (url.scheme, url.host, url.port) == (own.scheme, own.host, own.port)
 
 
 def _fill(template: Any, workflow: dict, prompt: str) -> Any:

@@ -25,6 +25,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -36,13 +37,19 @@ from harness.run.classify import (
 )
 from harness.run.outcomes import Outcome
 from harness.providers.base import (
+    CLEANUP_S,
     BaseProvider,
     OutputImage,
     RunRecord,
     Timings,
     TransportFailure,
+    excerpt,
     failure,
     inspect_image,
+    phase,
+    plain_client,
+    refusal,
+    safe_name,
     transport_failures,
     with_retry_after,
 )
@@ -102,9 +109,12 @@ class RunPodProvider(BaseProvider):
 
     async def run(self, workflow: dict, *, deadline: float, outputs_dir: Path, images: Sequence[Path] = ()) -> RunRecord:
         started = time.monotonic()
+        # /runsync holds the request while the job waits and runs: once sent, the job is the endpoint's.
+        phase("queue" if self.endpoint.runsync else "submit")
         try:
             answer = await self._submit(self.request_body(workflow, images), deadline)
             job_id = str(answer["id"])
+            phase("queue")
             if answer.get("status") in _FINAL:  # /runsync answered with the result itself
                 waited = (answer, 0.0, time.monotonic() - started)
             else:
@@ -112,6 +122,7 @@ class RunPodProvider(BaseProvider):
             if isinstance(waited, Classification):
                 return RunRecord(waited, timings=Timings(total=time.monotonic() - started), job_id=job_id)
             body, queue_s, exec_s = waited
+            phase("download")
             verdict, images = await self._outcome(body, outputs_dir)
             timings = Timings(queue=_seconds(body.get("delayTime"), queue_s), execution=_seconds(body.get("executionTime"), exec_s),
                               total=time.monotonic() - started)
@@ -148,18 +159,19 @@ class RunPodProvider(BaseProvider):
                 return body, begun - started, now - begun
             if status == "IN_PROGRESS" and began_at is None:
                 began_at = now
+                phase("execution")
             if status != "IN_PROGRESS" and now >= queue_deadline:
                 await self._cancel(job_id)
-                return failure(Outcome.QUEUE_TIMEOUT, f"job {job_id} was still {status} after {now - started:.1f} s; cancelled")
+                return failure(Outcome.QUEUE_TIMEOUT, f"job {job_id} was still {status} after {now - started:.1f} s; cancelled", phase="queue")
             if now >= deadline:
                 await self._cancel(job_id)
-                return failure(Outcome.EXECUTION_TIMEOUT, f"job {job_id} did not finish within {deadline - started:.1f} s; cancelled")
+                return failure(Outcome.EXECUTION_TIMEOUT, f"job {job_id} did not finish within {deadline - started:.1f} s; cancelled", phase="execution")
             limit = (queue_deadline if began_at is None else deadline) - now
             await asyncio.sleep(max(0.0, min(interval, limit)))
             interval = min(interval * 2, _POLL_INTERVAL_MAX)
 
     async def _status(self, job_id: str, deadline: float) -> Mapping[str, Any]:
-        path = f"/status/{job_id}"
+        path = f"/status/{quote(job_id, safe='')}"
         with transport_failures(self.endpoint, path):
             if self._local:
                 # The dev API runs the whole job inside this POST: give it the rest of the deadline.
@@ -174,7 +186,7 @@ class RunPodProvider(BaseProvider):
     async def _cancel(self, job_id: str) -> None:
         """Best effort: the verdict does not depend on it (and the dev API has no /cancel at all)."""
         try:
-            await self.client.post(f"/cancel/{job_id}", timeout=5.0)
+            await self.client.post(f"/cancel/{quote(job_id, safe='')}", timeout=CLEANUP_S)
         except httpx.HTTPError:
             pass
 
@@ -191,7 +203,10 @@ class RunPodProvider(BaseProvider):
             return classify_error(str(body.get("error", "")), details), []
         if not isinstance(output, Mapping):
             return failure(Outcome.PROTOCOL_ERROR, f"COMPLETED without an output object: {output!r:.200}"), []
-        images = [await self._save(i, ref, outputs_dir) for i, ref in enumerate(output.get("images") or [])]
+        refs = output.get("images") or []
+        if not isinstance(refs, list):
+            return failure(Outcome.PROTOCOL_ERROR, f"COMPLETED with images that are not a list: {excerpt(json.dumps(refs))}"), []
+        images = [await self._save(i, ref, outputs_dir) for i, ref in enumerate(refs)]
         if output.get("status") == "success_no_images" or not images:
             return failure(Outcome.OUTPUT_INVALID, "the workflow ran but the worker returned no images (success_no_images)"), images
         errors = output.get("errors")
@@ -201,10 +216,13 @@ class RunPodProvider(BaseProvider):
         return None, images
 
     async def _save(self, index: int, ref: Any, outputs_dir: Path) -> OutputImage:
-        filename = str(ref.get("filename", f"output_{index}.png")) if isinstance(ref, Mapping) else f"output_{index}.png"
+        if not isinstance(ref, Mapping):
+            raise TransportFailure(failure(Outcome.PROTOCOL_ERROR, f"output image {index} is not an object: {excerpt(json.dumps(ref))}"))
+        filename = str(ref.get("filename", f"output_{index}.png"))
         outputs_dir.mkdir(parents=True, exist_ok=True)
-        target = outputs_dir / f"{index}_{Path(filename).name}"
-        kind, data = (ref.get("type"), ref.get("data")) if isinstance(ref, Mapping) else (None, None)
+        # The name is the endpoint's: reduced to a safe one inside the cell's folder (the original stays in `filename`).
+        target = outputs_dir / safe_name(index, Path(filename.replace("\\", "/")).name)
+        kind, data = ref.get("type"), ref.get("data")
         if kind == "base64" and isinstance(data, str):
             try:
                 target.write_bytes(base64.b64decode(data, validate=True))
@@ -213,7 +231,10 @@ class RunPodProvider(BaseProvider):
         elif kind == "s3_url" and isinstance(data, str):
             # A presigned URL: fetched without the endpoint's credentials, which are not S3's.
             with transport_failures(self.endpoint, f"GET {filename} from S3"):
-                async with httpx.AsyncClient(timeout=60.0) as plain, plain.stream("GET", data) as response:
+                async with plain_client() as plain, plain.stream("GET", data) as response:
+                    refused = refusal(response.status_code, response.headers, f"GET {filename} from S3")
+                    if refused is not None:
+                        raise TransportFailure(refused)
                     if response.status_code != 200:
                         return OutputImage(filename, str(target), 0, error=f"GET s3_url answered {response.status_code}")
                     with target.open("wb") as fh:

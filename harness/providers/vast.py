@@ -48,8 +48,12 @@ from harness.providers.base import (
     RunRecord,
     Timings,
     TransportFailure,
+    excerpt,
     failure,
     inspect_image,
+    phase,
+    plain_client,
+    safe_name,
     transport_failures,
     with_retry_after,
 )
@@ -84,7 +88,7 @@ class VastProvider(BaseProvider):
     def __init__(self, endpoint: Endpoint) -> None:
         super().__init__(endpoint)
         # The worker is another host: it gets no endpoint headers (they carry the route service's key).
-        self.worker_client = httpx.AsyncClient(timeout=self.client.timeout)
+        self.worker_client = plain_client(self.client.timeout)
 
     @property
     def _flavour(self) -> str:
@@ -137,6 +141,8 @@ class VastProvider(BaseProvider):
             else:
                 client, url = self.client, "/generate/sync"
             routed = time.monotonic()
+            # One request that waits in the PyWorker's queue and runs: once sent, the job is the worker's.
+            phase("execution")
             with transport_failures(self.endpoint, "POST /generate/sync"):
                 response = await client.post(url, json=body, timeout=max(deadline - routed, 1.0))
             elapsed = time.monotonic() - routed
@@ -179,7 +185,8 @@ class VastProvider(BaseProvider):
             # No worker ready: the answer counts workers by state; keep asking, as the SDK does.
             now = time.monotonic()
             if now >= queue_deadline:
-                raise TransportFailure(failure(Outcome.QUEUE_TIMEOUT, f"no Vast worker was ready after {now - started:.1f} s: {json.dumps(body.get('status'))[:200]}"))
+                raise TransportFailure(failure(Outcome.QUEUE_TIMEOUT, f"no Vast worker was ready after {now - started:.1f} s: "
+                                               f"{json.dumps(body.get('status'))[:200]}", phase="queue"))
             await asyncio.sleep(min(interval, queue_deadline - now))
             interval = min(interval * 2, _ROUTE_POLL_MAX)
 
@@ -193,15 +200,18 @@ class VastProvider(BaseProvider):
         if verdict is not None:
             return verdict, [], result
         outputs = result.get("output") if isinstance(result.get("output"), list) else []
+        if any(not isinstance(entry, Mapping) for entry in outputs):
+            return failure(Outcome.PROTOCOL_ERROR, f"the Result's output holds entries that are not objects: "
+                           f"{excerpt(json.dumps(outputs))}"), [], result
         images = [await self._save(i, entry, outputs_dir) for i, entry in enumerate(outputs)]
         if not images:
             return failure(Outcome.OUTPUT_INVALID, "the workflow ran but the wrapper returned no outputs (output: []; previews are not returned)"), [], result
         return None, images, result
 
-    async def _save(self, index: int, entry: Any, outputs_dir: Path) -> OutputImage:
-        entry = entry if isinstance(entry, Mapping) else {}
+    async def _save(self, index: int, entry: Mapping[str, Any], outputs_dir: Path) -> OutputImage:
         filename = str(entry.get("filename") or f"output_{index}.png")
-        target = outputs_dir / f"{index}_{Path(filename).name}"
+        # The name is the endpoint's: reduced to a safe one inside the cell's folder (the original stays in `filename`).
+        target = outputs_dir / safe_name(index, Path(filename.replace("\\", "/")).name)
         data = entry.get("data")
         if not isinstance(data, str):
             # Without data the file is only on the instance (local_path) or in the user's S3 bucket.

@@ -67,7 +67,7 @@ def render_markdown(matrix: Mapping[str, Any]) -> str:
     lines += _table(matrix)
     for e in matrix["endpoints"]:
         prov = e.get("provenance") or {}
-        about = ", ".join(f"{k} {v}" for k, v in prov.items() if k != "devices" and v)
+        about = _inline(", ".join(f"{k} {v}" for k, v in prov.items() if k != "devices" and v))
         lines.append(f"- **{e['name']}** ({e['kind']}) {e['url']}" + (f" — {about}" if about else ""))
     lines.append("")
     lines += _stats_table(matrix)
@@ -130,9 +130,21 @@ def _truncate(text: Any, limit: int) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
+_ACTIVE = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "[": "\\[", "]": "\\]", "`": "\\`", "|": "\\|", "*": "\\*"})
+"""What endpoint text could use to act in GitHub's renderer: HTML, links and images, code spans, table
+cells, emphasis. A step summary or PR comment shows what the endpoint sent, never runs or links it."""
+
+
 def _inline(text: Any) -> str:
-    """Endpoint text made inert for GitHub's renderer: a ``<tag>`` in a message is shown, not swallowed."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Endpoint text made inert for GitHub's renderer, on one line: a ``<script>`` in a message is shown,
+    a ``[link](…)`` is not a link, a ``|`` does not split a table cell, a leading ``#`` is no heading."""
+    escaped = " ".join(str(text).split()).translate(_ACTIVE)
+    return "\\" + escaped if escaped[:1] in ("#", "-", "+", "=", "~") else escaped
+
+
+def _code(text: Any) -> str:
+    """Endpoint text as a code span (shown literally, markup and all), which no backtick can close early."""
+    return "`" + " ".join(str(text).split()).replace("`", "'") + "`"
 
 
 def _verdict(verdict: Mapping[str, Any] | None) -> list[str]:
@@ -144,7 +156,7 @@ def _verdict(verdict: Mapping[str, Any] | None) -> list[str]:
         lines += [f"Blockers ({len(blockers)}):", ""]
         for b in blockers:
             lines.append(f"1. **{b.get('case')}**: baseline {b.get('baseline_outcome')}, candidate "
-                         f"{b.get('candidate_outcome')} — {_truncate(b.get('message', ''), _SUMMARY_MESSAGE_CHARS)}")
+                         f"{b.get('candidate_outcome')} — {_inline(_truncate(b.get('message', ''), _SUMMARY_MESSAGE_CHARS))}")
             lines += [f"   - {r.get('text')}" for r in b.get("remedies") or []]
         lines.append("")
     waived = verdict.get("waived") or []
@@ -222,29 +234,29 @@ def _drift(drift: Mapping[str, Any] | None) -> list[str]:
 
 
 def _endpoint_drift(changes: Mapping[str, Any]) -> list[str]:
-    return [f"- {label}: " + ", ".join(f"`{item}`" for item in items) for label, items in endpoint_change_lines(changes)]
+    return [f"- {label}: " + ", ".join(_code(item) for item in items) for label, items in endpoint_change_lines(changes)]
 
 
 def _failure_section(cell: Mapping[str, Any]) -> list[str]:
     ev = cell.get("evidence") or {}
     lines = [f"### {cell['case']} on {cell['endpoint']}: {cell['outcome']}" + (" (partial)" if cell.get("partial") else ""), ""]
     if ev.get("message"):
-        lines.append(ev["message"])
+        lines.append(_inline(ev["message"]))
         lines.append("")
     packages = ev.get("packages") or {}
     for class_type in ev.get("missing_classes") or []:
         name = class_type if isinstance(class_type, str) else class_type.get("class_type", str(class_type))
         packs = packages.get(name) or []
         remedy = "; ".join(_pack_text(p) for p in packs) if packs else "no known pack provides it"
-        lines.append(f"- missing node `{name}` — {remedy}")
+        lines.append(f"- missing node {_code(name)} — {remedy}")
     for model in ev.get("missing_models") or []:
-        lines.append(f"- missing model `{model.get('file')}` for {model.get('node_type')}.{model.get('input')} "
-                     f"(node {model.get('node_id')}) — add it to `models/{model.get('folder')}/`")
+        lines.append(f"- missing model {_code(model.get('file'))} for {_inline(model.get('node_type'))}.{_inline(model.get('input'))} "
+                     f"(node {_inline(model.get('node_id'))}) — add it to `models/{model.get('folder')}/`")
     for err in ev.get("node_errors") or []:
-        lines.append(f"- node {err.get('node_id')} ({err.get('node_type')}): {err.get('type')} — {err.get('details')}")
+        lines.append(f"- node {_inline(err.get('node_id'))} ({_inline(err.get('node_type'))}): {_inline(err.get('type'))} — {_inline(err.get('details'))}")
     if ev.get("exception_type"):
-        lines.append(f"- {ev.get('node_type')} (node {ev.get('node_id')}) raised {ev['exception_type']}: "
-                     f"{str(ev.get('exception_message', '')).strip()}")
+        lines.append(f"- {_inline(ev.get('node_type'))} (node {_inline(ev.get('node_id'))}) raised {_inline(ev['exception_type'])}: "
+                     f"{_inline(str(ev.get('exception_message', '')).strip())}")
     if ev.get("hint"):
         lines.append(f"- hint: {ev['hint']}")
     if cell.get("repro"):

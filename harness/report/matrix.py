@@ -20,10 +20,12 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.errors import HarnessError
 from harness.run.cells import Cell
 from harness.run.endpoints import Endpoint
 from harness.report.fingerprint import write_fingerprint
 from harness.run.outcomes import Outcome
+from harness.run.secrets import redact
 from harness.report.html import render_html
 from harness.report.markdown import render_markdown
 from harness.run.stats import endpoint_costs
@@ -32,11 +34,27 @@ if TYPE_CHECKING:
     from harness.run.cases import Case
     from harness.report.verdict import Waiver
 
-__all__ = ["SCHEMA_VERSION", "MatrixWriter", "harness_version", "new_run_id"]
+__all__ = ["SCHEMA_VERSION", "MatrixWriter", "ReportWriteError", "check_writable", "harness_version", "new_run_id"]
 
 SCHEMA_VERSION = 1
 WRITE_INTERVAL = 1.0
 """Most seconds between a cell's arrival and its matrix.json rewrite."""
+
+
+class ReportWriteError(HarnessError):
+    """Raised when the report directory cannot be written (read-only, missing permissions, disk full)."""
+
+
+def check_writable(report_root: Path) -> None:
+    """Fail in one line, before any cell runs, when reports cannot be written under ``report_root``."""
+    root = Path(report_root)
+    probe = root / f".comfy-compat-probe-{os.getpid()}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe.write_text("probe", encoding="utf-8")
+        probe.unlink()
+    except OSError as exc:
+        raise ReportWriteError(f"cannot write reports under {root}: {exc.strerror or exc}") from None
 
 
 def harness_version() -> str:
@@ -62,7 +80,7 @@ class MatrixWriter:
         self.run_id = run_id or new_run_id()
         self.root = Path(report_root)
         self.dir = self.root / self.run_id
-        self.dir.mkdir(parents=True, exist_ok=True)
+        check_writable(self.dir)
         self.part = part
         """The xdist worker this writer belongs to; None for the run's own matrix."""
         self._init_writes()
@@ -88,8 +106,11 @@ class MatrixWriter:
         self._write()
 
     def cell_dir(self, case: str, endpoint: str) -> Path:
-        path = self.dir / "cells" / f"{case}@{_safe(endpoint)}"
-        path.mkdir(parents=True, exist_ok=True)
+        path = self.dir / "cells" / f"{_safe(case)}@{_safe(endpoint)}"
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ReportWriteError(f"cannot write the report under {self.dir}: {exc.strerror or exc}") from None
         return path
 
     def plan(self, cases: list[Case], waivers: list[Waiver] = ()) -> None:
@@ -102,18 +123,32 @@ class MatrixWriter:
 
     def add_endpoint(self, endpoint: Endpoint, provenance: dict | None, catalogue_source: str | None,
                      fingerprint: dict | None = None) -> None:
-        """Record an endpoint and, when it gave one, its fingerprint (``fingerprints/<name>.json``)."""
+        """Record an endpoint and, when it gave one, its fingerprint (``fingerprints/<name>.json``).
+
+        Recording an endpoint again replaces its entry in place: the engine lists every endpoint first
+        (the column order) and fills each in when it has introduced itself.
+        """
         fingerprint_file = None
         if fingerprint is not None:
             fingerprint_file = f"fingerprints/{_safe(endpoint.name)}.json"
-            write_fingerprint(self.dir / fingerprint_file, fingerprint)
+            try:
+                write_fingerprint(self.dir / fingerprint_file, fingerprint)
+            except OSError as exc:
+                raise ReportWriteError(f"cannot write the report under {self.dir}: {exc.strerror or exc}") from None
+        entry = {
+            "name": endpoint.name, "kind": endpoint.kind, "url": endpoint.public_url,
+            "profile": endpoint.profile, "provenance": provenance, "catalogue": catalogue_source,
+            "fingerprint": fingerprint_file, "price_per_gpu_hour": endpoint.price_per_gpu_hour, "cost": None,
+        }
         with self._lock:
-            self.matrix["endpoints"].append({
-                "name": endpoint.name, "kind": endpoint.kind, "url": endpoint.public_url,
-                "profile": endpoint.profile, "provenance": provenance, "catalogue": catalogue_source,
-                "fingerprint": fingerprint_file, "price_per_gpu_hour": endpoint.price_per_gpu_hour, "cost": None,
-            })
-            self._write()
+            listed = self.matrix["endpoints"]
+            at = next((i for i, e in enumerate(listed) if e["name"] == endpoint.name), None)
+            if at is None:
+                listed.append(entry)
+            else:
+                listed[at] = entry
+            # Hundreds of endpoints are listed and introduced at start: one rewrite per second, not per entry.
+            self._write_soon()
 
     def add_cell(self, cell: Cell) -> None:
         with self._lock:
@@ -174,6 +209,8 @@ class MatrixWriter:
         self._lock = threading.Lock()
         self._written_at = float("-inf")
         self._timer: threading.Timer | None = None
+        self.failed: ReportWriteError | None = None
+        """Set once a write failed: every later write raises it rather than half-write again."""
 
     def _write_soon(self) -> None:
         """Write now if the last write is old enough, else once the interval is over (lock held)."""
@@ -188,9 +225,24 @@ class MatrixWriter:
     def _flush(self) -> None:
         with self._lock:
             self._timer = None
-            self._write()
+            try:
+                self._write()
+            except ReportWriteError as exc:
+                # On the timer's thread nobody would hear it: the next cell's write raises it again.
+                self.failed = exc
 
     def _write(self) -> None:
+        """Rewrite the matrix and its renderings; ReportWriteError (the last complete files left in
+        place) when the disk is full or the directory no longer writable."""
+        if self.failed is not None:
+            raise self.failed
+        try:
+            self._write_files()
+        except OSError as exc:
+            self.failed = ReportWriteError(f"cannot write the report under {self.dir}: {exc.strerror or exc}")
+            raise self.failed from None
+
+    def _write_files(self) -> None:
         self._written_at = time.monotonic()
         if self.part is not None:
             (self.dir / "parts").mkdir(exist_ok=True)
@@ -224,6 +276,11 @@ def _safe(name: str) -> str:
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` (secrets redacted) in place of ``path``; a failed write leaves the old file whole."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(redact(text), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise

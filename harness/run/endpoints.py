@@ -76,6 +76,16 @@ class Endpoint:
         """Headers with ``${VAR}`` written as ``$VAR``, for curl reproductions."""
         return {k: _VAR.sub(r"$\1", v) for k, v in self.headers.items()}
 
+    def secrets(self) -> dict[str, str]:
+        """``{VAR: value}`` of every ``${VAR}`` the headers name, for redaction from everything written."""
+        return {m.group(1): _env(m.group(1), self.name, k) for k, v in self.headers.items() for m in _VAR.finditer(v)}
+
+    def missing_variables(self) -> list[str]:
+        """What needs each unset ``${VAR}`` of the headers and url, one line each."""
+        named = [(f"header {k!r}", v) for k, v in self.headers.items()] + [("url", self.url_template or "")]
+        return [f"endpoint {self.name!r}: {where} needs environment variable {var}, which is not set"
+                for where, text in named for var in _VAR.findall(text) if var not in os.environ]
+
     def check_secrets(self) -> None:
         """Fail before any request if a header names an unset environment variable."""
         self.resolved_headers()

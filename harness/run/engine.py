@@ -24,11 +24,12 @@ from harness.comfy.workflows import seed_inputs, vary_seeds
 from harness.run.cells import Cell
 from harness.run.classify import Classification
 from harness.run.endpoints import Endpoint
-from harness.errors import ConfigError
+from harness.errors import ConfigError, HarnessError
 from harness.report.fingerprint import fingerprint
 from harness.run.outcomes import Outcome
 from harness.run.preflight import preflight
-from harness.providers.base import BaseProvider, OutputImage, RunRecord, failure
+from harness.run.secrets import redact, remember, scrub
+from harness.providers.base import BaseProvider, OutputImage, RunRecord, Timings, failure, watching
 from harness.providers.comfyui import ComfyUIProvider
 from harness.providers.modal import ModalProvider
 from harness.providers.runpod import RunPodProvider
@@ -36,7 +37,14 @@ from harness.providers.vast import VastProvider
 from harness.report.matrix import MatrixWriter
 from harness.run.stats import Attempt, cell_cost, cell_stats, typical_outcome
 
-__all__ = ["PROVIDERS", "Engine", "EngineThread", "check_outputs"]
+__all__ = ["DEADLINE_GRACE_S", "PROVIDERS", "Engine", "EngineThread", "check_outputs", "introduction_deadline"]
+
+DEADLINE_GRACE_S = 0.5
+"""Seconds past its deadline an attempt is given to end on its own (a provider's interrupt or cancel, bounded
+by ``CLEANUP_S``) before the engine ends it: a cell always ends within its deadline + 1 s."""
+_INTRODUCTION_EXTRA_S = 5.0
+"""Seconds beyond its connect timeout an endpoint has to serve /object_info and /system_stats: a 1,200-class
+catalogue is ~5 MB, seconds even over a slow link."""
 
 PROVIDERS: dict[str, type[BaseProvider]] = {"comfyui": ComfyUIProvider, "runpod": RunPodProvider, "vast": VastProvider,
                                              "modal": ModalProvider}
@@ -75,12 +83,14 @@ class Engine:
             if endpoint.kind not in PROVIDERS:
                 raise ConfigError(f"endpoint {endpoint.name!r}: kind {endpoint.kind!r} is not one of {sorted(PROVIDERS)}")
             endpoint.check_secrets()
+        remember(endpoints)
         self.endpoints = {e.name: e for e in endpoints}
         self.writer = writer
         self.providers: dict[str, BaseProvider] = {}
         self.catalogues: dict[str, Catalogue | None] = {}
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._first_done: dict[str, asyncio.Event] = {}
+        self._introduced: dict[str, asyncio.Future] = {}
         self.repeat = repeat
         """Attempts per cell, unless a case sets its own."""
         self.cold_start = cold_start
@@ -88,21 +98,32 @@ class Engine:
         """Send measured attempts as written, seeds included, so ComfyUI may serve them from its cache."""
 
     async def start(self) -> None:
-        """Open a provider per endpoint and read each endpoint's catalogue and provenance, concurrently."""
+        """Open a provider per endpoint and start reading each endpoint's catalogue and provenance.
+
+        Each introduction runs on its own, bounded by ``introduction_deadline``: an endpoint's cells wait
+        for its own introduction only, so a slow or dead endpoint delays nobody else's cells.
+        """
+        _raise_open_files_limit()
         for name, endpoint in self.endpoints.items():
             self.providers[name] = PROVIDERS[endpoint.kind](endpoint)
             self._limits[name] = asyncio.Semaphore(endpoint.max_concurrency)
-        introductions = await asyncio.gather(*(self._introduce(name) for name in self.endpoints))
-        # Recorded in the declared order, whatever order the endpoints answered in: it is the matrix's column order.
-        for name, (catalogue, provenance) in zip(self.endpoints, introductions, strict=True):
-            self.catalogues[name] = catalogue
-            # Endpoints that tell nothing about themselves (serverless envelopes) have no fingerprint to drift.
-            print_ = fingerprint(name, catalogue, provenance) if catalogue is not None or provenance is not None else None
-            self.writer.add_endpoint(self.endpoints[name], provenance, catalogue.source if catalogue else None, print_)
+            # Listed now, in the declared order (the matrix's column order); filled in once introduced.
+            self.writer.add_endpoint(endpoint, None, None, None)
+            self._introduced[name] = asyncio.ensure_future(self._introduce(name))
 
-    async def _introduce(self, name: str) -> tuple[Catalogue | None, dict | None]:
+    async def _introduce(self, name: str) -> None:
         provider = self.providers[name]
-        return await asyncio.gather(provider.catalogue(), provider.provenance())
+        catalogue: Catalogue | None = None
+        provenance: dict | None = None
+        try:
+            async with asyncio.timeout(introduction_deadline(self.endpoints[name])):
+                catalogue, provenance = await asyncio.gather(provider.catalogue(), provider.provenance())
+        except TimeoutError:
+            pass  # an endpoint that cannot say what it is in time is run without a preflight
+        self.catalogues[name] = catalogue
+        # Endpoints that tell nothing about themselves (serverless envelopes) have no fingerprint to drift.
+        print_ = scrub(fingerprint(name, catalogue, provenance)) if catalogue is not None or provenance is not None else None
+        self.writer.add_endpoint(self.endpoints[name], scrub(provenance), catalogue.source if catalogue else None, print_)
 
     async def close(self) -> None:
         await asyncio.gather(*(p.aclose() for p in self.providers.values()))
@@ -111,9 +132,11 @@ class Engine:
         """Run the case's attempts on the endpoint (concurrently, within its limit) and record the cell."""
         endpoint = self.endpoints[endpoint_name]
         provider = self.providers[endpoint_name]
+        if endpoint_name in self._introduced:  # shielded: one cell's cancellation must not cancel its endpoint's
+            await asyncio.shield(self._introduced[endpoint_name])
         cell_dir = self.writer.cell_dir(case.id, endpoint_name)
         body_file = cell_dir / "request.json"
-        body_file.write_text(json.dumps(provider.request_body(case.workflow, case.images), indent=2), encoding="utf-8")
+        body_file.write_text(redact(json.dumps(provider.request_body(case.workflow, case.images), indent=2)), encoding="utf-8")
         catalogue = self.catalogues.get(endpoint_name)
         prediction = preflight(case.workflow, catalogue) if catalogue is not None else None
         count = case.repeat or self.repeat
@@ -141,6 +164,12 @@ class Engine:
             stats=cell_stats(attempts, repeats),
             cost=cell_cost(attempts, endpoint.price_per_gpu_hour),
         )
+        return self._record(cell)
+
+    def _record(self, cell: Cell) -> Cell:
+        """Hand the cell to the report: whatever an endpoint echoed back, no secret of the run reaches
+        the report, pytest (JUnit, Allure) or the terminal."""
+        cell = scrub(cell)
         self.writer.add_cell(cell)
         return cell
 
@@ -156,8 +185,7 @@ class Engine:
         outputs = cell_dir / "outputs" / (f"attempt-{index:03d}" if index else "")
         budget = case.timeout or (endpoint.timeouts.queue + endpoint.timeouts.execution)
         async with self._slot(endpoint_name) as cold:
-            record = await self.providers[endpoint_name].run(workflow, deadline=time.monotonic() + budget, outputs_dir=outputs,
-                                                             images=case.images)
+            record = await self._guarded_run(endpoint, workflow, budget, outputs, case.images)
         verdict = _recover_hidden(record.classification, prediction) or check_outputs(record.images, case.outputs)
         attempt = Attempt(
             outcome=verdict.outcome if verdict else Outcome.PASSED,
@@ -171,6 +199,29 @@ class Engine:
             seeds={f"{n}.{i}": workflow[n]["inputs"][i] for n, i in seed_inputs(workflow)} if vary else {},
         )
         return attempt, record, verdict
+
+    async def _guarded_run(self, endpoint: Endpoint, workflow: dict, budget: float, outputs: Path,
+                           images: Sequence[Path]) -> RunRecord:
+        """The provider's run, ended ``DEADLINE_GRACE_S`` after its deadline whatever the endpoint does.
+
+        Providers keep their own deadline (and clean up: interrupt, cancel) where they wait on purpose; this
+        catches every other await (a reply trickling a byte a second, a handshake that never completes).
+        A provider that raises is a bug or a reply it did not foresee: the cell says so, it is never lost.
+        """
+        started = time.monotonic()
+        deadline = started + budget
+        with watching() as watch:
+            try:
+                async with asyncio.timeout_at(deadline + DEADLINE_GRACE_S):
+                    return await self.providers[endpoint.name].run(workflow, deadline=deadline, outputs_dir=outputs, images=images)
+            except TimeoutError:
+                verdict = watch.overrun(endpoint, budget)
+            except HarnessError:
+                raise
+            except Exception as exc:  # any provider bug becomes the cell's evidence
+                verdict = failure(Outcome.PROTOCOL_ERROR, f"the {endpoint.kind} provider failed on {endpoint.public_url}'s reply "
+                                  f"({watch.doing or watch.phase}): {type(exc).__name__}: {str(exc)[:200]}")
+        return RunRecord(verdict, timings=Timings(total=time.monotonic() - started))
 
     @contextlib.asynccontextmanager
     async def _slot(self, endpoint_name: str) -> AsyncIterator[bool]:
@@ -252,6 +303,24 @@ def _recover_hidden(verdict: Classification | None, prediction: Classification |
     # Still ``hidden``: the reason was recovered from the catalogue, not heard from the endpoint.
     return dataclasses.replace(prediction, hidden=True, evidence=dataclasses.replace(
         prediction.evidence, message=message, http_status=verdict.evidence.http_status))
+
+
+def introduction_deadline(endpoint: Endpoint) -> float:
+    """Seconds an endpoint's introduction (catalogue, provenance) may take; past it its cells run without."""
+    return endpoint.timeouts.connect + _INTRODUCTION_EXTRA_S
+
+
+def _raise_open_files_limit() -> None:
+    """Lift the soft open-files limit to the hard one: hundreds of endpoints hold a socket each (their
+    websocket) plus their pools, past a default soft limit of 1,024."""
+    try:
+        import resource
+    except ImportError:  # not on Windows, where the limit is not the process's
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _discard_passed_outputs(runs: list[tuple[Attempt, RunRecord, Classification | None]], keep: RunRecord) -> None:
