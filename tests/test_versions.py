@@ -113,3 +113,35 @@ def test_serve_answers_as_the_chosen_release_without_models():
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=10)
+
+
+@pytest.mark.parametrize("flavour", [Flavour.V0_3_64, Flavour.V0_33_0])
+def test_a_chain_fails_as_deep_as_the_real_server_and_the_same_way(flavour, reference_endpoint):
+    catalogue = load_catalogue(ROOT / "fixtures/object_info/0.33.0/stock.json")
+    # Recorded on 0.3.64: 900 nodes accepted, 990 rejected; the limit itself is counted (validator.py).
+    assert validate_prompt(chain(900), catalogue, flavour=flavour).accepted
+    assert validate_prompt(chain(984), catalogue, flavour=flavour).accepted
+    rejected = validate_prompt(chain(990), catalogue, flavour=flavour)
+    assert rejected.error["type"] == "prompt_outputs_failed_validation"
+    [(node_id, entry)] = rejected.node_errors.items()
+    [reason] = entry["errors"]
+    assert (node_id, entry["dependent_outputs"], reason["type"], reason["extra_info"]["exception_type"]) == (
+        "11", ["990"], "exception_during_inner_validation", "RecursionError")
+    assert reason["details"] == "maximum recursion depth exceeded while calling a Python object"
+    assert reason["extra_info"]["linked_node"] == ["11", 0]  # quirk: filed under the upstream node
+    profile = load_profile("stock", flavour.value).replace(models={})
+    answer = httpx.post(reference_endpoint(profile).url + "/prompt", json={"prompt": chain(990)}, timeout=30)
+    assert (answer.status_code, answer.json()["node_errors"]) == (400, rejected.node_errors)
+
+
+def test_a_cycle_recurses_into_the_limit_on_0_3_64_and_is_named_on_0_33_0():
+    cycle = {
+        "1": {"class_type": "ImageInvert", "inputs": {"image": ["2", 0]}},
+        "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+        "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}},
+    }
+    [old] = validate_prompt(cycle, STOCK_0_33_0).node_errors.values()
+    assert old["errors"][0]["extra_info"]["exception_type"] == "RecursionError"
+    new = validate_prompt(cycle, STOCK_0_33_0, flavour=Flavour.V0_33_0).node_errors
+    assert {n: e["errors"][0]["details"] for n, e in new.items()} == {
+        n: "2 (ImageInvert) -> 1 (ImageInvert) -> 2 (ImageInvert)" for n in ("2", "1")}

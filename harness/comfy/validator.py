@@ -23,6 +23,7 @@ ComfyUI builds, so under the same ``PYTHONHASHSEED`` the answer is the real serv
 from __future__ import annotations
 
 import enum
+import sys
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -106,6 +107,8 @@ class _Frames:
     custom_check: str
     """A node's own check raising is reported with the frame of its call only; the real traceback goes
     on into ComfyUI's node-mapping helpers and the node pack's file."""
+    inner_handler: str
+    """``traceback.format_tb(tb)`` in the inner-validation handler, where a too deep walk fails again."""
 
 
 _LINKED_CLASS = ("o_class_type = prompt[o_id]['class_type']", "                   ~~~~~~^^^^^^")
@@ -114,6 +117,7 @@ _NODE_INPUTS = ("inputs = prompt[unique_id]['inputs']", "             ~~~~~~~~~~
 _INPUT_LOOP = ("if x not in inputs:", "       ^^^^^^^^^^^^^^^")
 _MIN = ('if "min" in extra_info and val < extra_info["min"]:', "                               ^^^^^^^^^^^^^^^^^^^^^^^")
 _MAX = ('if "max" in extra_info and val > extra_info["max"]:', "                               ^^^^^^^^^^^^^^^^^^^^^^^")
+_FORMAT_TB = ('"traceback": traceback.format_tb(tb),', "                 ^^^^^^^^^^^^^^^^^^^^^^^")
 _VALIDATE_PROMPT = ("m = await validate_inputs(prompt_id, prompt, o, validated)",
                     "        ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^")
 
@@ -130,6 +134,7 @@ _FRAMES_0_3_64 = _Frames(
     max=_frame(882, "validate_inputs", *_MAX),
     custom_check=_frame(932, "validate_inputs", "ret = await _async_map_node_over_list(prompt_id, unique_id, obj_class, "
                         "input_filtered, validate_function_name, hidden_inputs=hidden_inputs)"),
+    inner_handler=_frame(826, "validate_inputs", *_FORMAT_TB),
 )
 
 # ComfyUI 0.33.0 (783545f). Recorded (fixtures/captures/0.33.0/stock/prompt_e, k2, k4, link_slot_out_of_range):
@@ -149,6 +154,7 @@ _FRAMES_0_33_0 = _Frames(
     max=_frame(1033, "validate_inputs", *_MAX),
     custom_check=_frame(1103, "validate_inputs", "ret = await _async_map_node_over_list(prompt_id, unique_id, obj_class, "
                         "input_filtered, validate_function_name, v3_data=v3_data)"),
+    inner_handler=_frame(975, "validate_inputs", *_FORMAT_TB),
 )
 
 
@@ -172,6 +178,27 @@ _RULES: dict[Flavour, _Rules] = {
     Flavour.V2026: _Rules(_FRAMES_0_3_64, missing_node_type=True, v3=False),
     Flavour.V0_33_0: _Rules(_FRAMES_0_33_0, missing_node_type=True, v3=True),
 }
+
+
+# How deep the real server can walk. ComfyUI validates a link by awaiting validate_inputs of the linked
+# node, one Python frame per level, under Python's default limit of 1000 frames (both releases run Python
+# 3.11.7). Below the output's level lie 15 frames: the event loop (main.py's run_until_complete,
+# run_forever, _run_once, Handle._run), aiohttp's request handling, ComfyUI's three middlewares
+# (cache_control, deprecation_warning, origin_only), post_prompt and validate_prompt. A level also calls
+# INPUT_TYPES/get_input_info (one frame more), and an inner-validation handler needs 6 frames for
+# traceback.format_tb (linecache warm, as on a server that has formatted a traceback before). So a chain
+# EmptyImage → ImageInvert … → PreviewImage of 984 nodes is accepted and one of 985 is not: the node 985
+# levels down raises RecursionError, the handlers above it fail again while formatting it, and the one at
+# level 979 files it (quirk: under its upstream node). Counted by replaying that stack shape on Python
+# 3.11.7 + aiohttp; the recorded bounds are 900 accepted, 990 rejected. The real traceback then goes on
+# through traceback.py and linecache.py (5 frames); those are left out.
+_STACK_LIMIT = 1000
+_STACK_BELOW = 15
+_NODE_CALL = 1
+_FORMAT_TB_FRAMES = 6
+_TOO_DEEP = "maximum recursion depth exceeded while calling a Python object"
+# This walk takes ~4 Python frames a level where ComfyUI's takes one: give it room to reach the real limit.
+_OWN_FRAMES = 8 * _STACK_LIMIT
 
 
 class _Raised(Exception):
@@ -265,6 +292,8 @@ class _Validator:
         self.converted: dict[Any, dict] = {}
         self.visiting: list[Any] = []
         """0.33.0: the nodes whose validation is under way, outermost first (cycle detection)."""
+        self.depth = 1
+        """The level of the node being validated: 1 for an output, +1 per link followed."""
 
     def options(self, node: NodeClass, spec: InputSpec) -> list:
         """A combo's allowed values; model inputs list the deployment's files before fixed entries."""
@@ -289,6 +318,8 @@ class _Validator:
         if self.rules.v3 and unique_id in self.visiting:
             return self.cycle(unique_id)
         frame = self.frames.node_inputs
+        if _STACK_BELOW + self.depth + _NODE_CALL > _STACK_LIMIT:
+            raise _Raised(RecursionError(_TOO_DEEP), frame)
         try:
             inputs = self.prompt[unique_id]["inputs"]
             node = self.catalogue[self.prompt[unique_id]["class_type"]]
@@ -365,9 +396,14 @@ class _Validator:
                 {"input_name": x, "input_config": info, "received_type": received_type, "linked_node": val},
             )
         self.visiting.append(unique_id)
+        self.depth += 1
         try:
             return _UPSTREAM_INVALID if self.validate_node(o_id)[0] is False else None
         except _Raised as raised:
+            # This handler runs at this node's level (one above the linked node's).
+            if isinstance(raised.exc, RecursionError) and _STACK_BELOW + self.depth - 1 + _FORMAT_TB_FRAMES > _STACK_LIMIT:
+                # Formatting the traceback needs more frames than are left: the handler itself raises.
+                raise _Raised(RecursionError(_TOO_DEEP), self.frames.inner_handler) from raised
             # quirk: the reason names this node's input but is filed under the upstream node.
             self.validated[o_id] = (False, [_reason(
                 "exception_during_inner_validation",
@@ -384,6 +420,7 @@ class _Validator:
             )], o_id)
             return _UPSTREAM_INVALID
         finally:
+            self.depth -= 1
             self.visiting.pop()
 
     def check_literal(self, unique_id: Any, node: NodeClass, spec: InputSpec, val: Any, custom: bool) -> dict | None:
@@ -554,6 +591,8 @@ def validate_prompt(
     ``set_order`` walks inputs and outputs in the hash order of ComfyUI's sets (see the module docstring).
     """
     rules = _RULES[flavour]
+    if sys.getrecursionlimit() < _OWN_FRAMES:
+        sys.setrecursionlimit(_OWN_FRAMES)
     prompt = replaced(prompt, catalogue, flavour)
     outputs: list[Any] = []
     for x in prompt:
