@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from harness.comfy.catalogue import InputSpec
+from harness.comfy.catalogue import InputSpec, NodeClass
 
-__all__ = ["AUTOGROW", "DYNAMIC_COMBO", "MATCH_TYPE", "finalized_inputs", "specs_of"]
+__all__ = ["AUTOGROW", "DYNAMIC_COMBO", "MATCH_TYPE", "finalized_inputs", "node_inputs", "specs_of"]
 
 AUTOGROW = "COMFY_AUTOGROW_V3"
 DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"
@@ -44,6 +44,37 @@ def finalized_inputs(declared: Iterable[InputSpec], live: Any) -> tuple[dict[str
     paths: dict[str, str] = {}
     _parse(declared, live, None, out, paths)
     return out, bool(paths)
+
+
+_CACHE_SIZE = 4096
+_expanded: dict[tuple[int, tuple], tuple[NodeClass, dict[str, InputSpec], bool]] = {}
+
+
+def node_inputs(node: NodeClass, live: Any) -> tuple[dict[str, InputSpec], bool]:
+    """``finalized_inputs`` of a V3 node, shared by prompts that give its dynamic inputs alike.
+
+    The expansion reads only which dotted names a prompt gives and the values of the selectors
+    (strings compared with option keys), so those are the cache key; a node without dynamic inputs is
+    its declared inputs as they are.
+    """
+    dynamic = [spec.name for spec in node.inputs.values() if spec.type in (AUTOGROW, DYNAMIC_COMBO)]
+    if not dynamic:
+        return node.inputs, False
+    if not isinstance(live, dict):
+        return finalized_inputs(node.inputs.values(), live)
+    given = tuple(sorted(
+        (name, value if isinstance(value, str) else None)
+        for name, value in live.items() if "." in name or name in dynamic
+    ))
+    key = (id(node), given)
+    hit = _expanded.get(key)
+    if hit is not None and hit[0] is node:
+        return hit[1], hit[2]
+    declared, has_paths = finalized_inputs(node.inputs.values(), live)
+    if len(_expanded) >= _CACHE_SIZE:
+        _expanded.clear()
+    _expanded[key] = (node, declared, has_paths)
+    return declared, has_paths
 
 
 def _finalize(prefix: list[str] | None, name: str | None = None) -> str:

@@ -69,19 +69,18 @@ def apply_replacements(prompt: Any, known: Any, table: Mapping[str, Mapping[str,
     returned as it is. Raises where ComfyUI's manager raises (a prompt that is not a dict, a replaced
     node without ``_meta``).
     """
+    nodes = [(number, node) for number, node in prompt.items()
+             if isinstance(node, dict) and "class_type" in node and "inputs" in node]
+    need = [number for number, node in nodes
+            if node["class_type"] not in known and node["class_type"] in table
+            and table[node["class_type"]]["new_node_id"] in known]
+    if not need:
+        return prompt
     connections: dict[Any, list[tuple[Any, str, Any]]] = {}
-    need: list[Any] = []
-    for number, node in prompt.items():
-        if not isinstance(node, dict) or "class_type" not in node or "inputs" not in node:
-            continue
-        if node["class_type"] not in known and node["class_type"] in table:
-            need.append(number)
+    for number, node in nodes:
         for input_id, value in node["inputs"].items():
             if is_link(value):
                 connections.setdefault(value[0], []).append((number, input_id, value[1]))
-    need = [n for n in need if table[prompt[n]["class_type"]]["new_node_id"] in known]
-    if not need:
-        return prompt
     replaced = copy.deepcopy(prompt)
     for number in need:
         old = prompt[number]

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.comfy.catalogue import Catalogue, InputSpec, NodeClass
-from harness.comfy.dynamic import MATCH_TYPE, finalized_inputs
+from harness.comfy.dynamic import MATCH_TYPE, node_inputs
 from harness.comfy.modelfiles import INPUT_FOLDER, model_folder
 from harness.comfy.replacements import REPLACEMENTS_0_33_0, apply_replacements
 
@@ -303,7 +303,7 @@ class _Validator:
 
     def declared(self, node: NodeClass, inputs: Any) -> tuple[dict[str, InputSpec], bool]:
         """The inputs validated and whether any is dynamic (0.33.0 expands a V3 node's for these inputs)."""
-        declared, dynamic = finalized_inputs(node.inputs.values(), inputs) if self.rules.v3 and node.v3 else (node.inputs, False)
+        declared, dynamic = node_inputs(node, inputs) if self.rules.v3 and node.v3 else (node.inputs, False)
         if self.set_order:
             # ``set(class_inputs.get('required', {})).union(set(class_inputs.get('optional', {})))``,
             # built from dicts of the same keys in the same order, so its order is the server's.
