@@ -228,10 +228,15 @@ def _attach_to_allure(cell: Cell) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    session.config.stash[_RUN].schedule([
-        item.callspec.params["compat_cell"] for item in session.items
-        if hasattr(item, "callspec") and "compat_cell" in item.callspec.params
-    ])
+    run = session.config.stash[_RUN]
+    cells = [item.callspec.params["compat_cell"] for item in session.items
+             if hasattr(item, "callspec") and "compat_cell" in item.callspec.params]
+    run.schedule(cells)
+    if cells:
+        try:
+            check_writable(run.settings.report_dir)
+        except ReportWriteError as exc:  # one line now, not a traceback per cell once they ran
+            pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -241,7 +246,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     try:
         verdict = run.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
     except ReportWriteError as exc:
-        session.config.get_terminal_writer().line(f"comfy-compat: {exc}", red=True)
+        if exitstatus != pytest.ExitCode.INTERNAL_ERROR:  # else a cell already ended the run saying so
+            session.config.get_terminal_writer().line(f"comfy-compat: {exc}", red=True)
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
         return
     if verdict is not None and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):

@@ -14,10 +14,14 @@ plugin in a subprocess.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import json
 import os
+import resource
 import secrets
+import shutil
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,6 +212,127 @@ def test_the_fault_suite(tmp_path, capsys):
         print(f"\nfault suite: {len(checks) - len(failed)}/{len(checks)} checks handled, "
               f"slowest cell {max(w for (f, _), w in run.walls.items() if f != 'trickle_intro'):.2f} s (deadline {DEADLINE} s)")
     assert not failed, "\n".join(f"{name}: {problem}" for name, problem in failed.items())
+
+
+# --- through pytest: JUnit, Allure, the terminal; the report directory ---------------------------------
+
+ECHOES = [("echo", kind) for kind in KINDS] + [("redirect_other", "comfyui"), ("redirect_other", "modal"), ("markup", "comfyui")]
+
+
+@pytest.fixture
+def fault_project(pytester: pytest.Pytester):
+    """A pytester project with the smoke case, run against a fault server (and a second origin)."""
+    shutil.copy(ROOT / "cases" / "test_compat.py", pytester.path / "test_compat.py")
+    (pytester.path / "workflows").mkdir()
+    shutil.copy(ROOT / "workflows" / "smoke_invert.json", pytester.path / "workflows" / "smoke_invert.json")
+    (pytester.path / "cases.yaml").write_text(
+        f"cases:\n  - id: smoke\n    workflow: workflows/smoke_invert.json\n    timeout: {DEADLINE}\n")
+    (pytester.path / "pytest.ini").write_text("[pytest]\ncomfy_cases = cases.yaml\n")
+    server, other = FaultServer().start(), FaultServer().start()
+    server.other = other
+
+    def endpoints_file(cells: list[tuple[str, str]]) -> str:
+        lines = ["endpoints:"]
+        for fault, kind in cells:
+            e = endpoint(server, fault, kind)
+            lines += [f"  {e.name}:", f"    kind: {kind}", f"    url: {e.url}", f"    headers: {json.dumps(dict(e.headers))}",
+                      "    timeouts: {connect: 1, queue: 1, execution: 1}"]
+            if kind == "modal":
+                lines.append(f"    request: {json.dumps(dict(e.request))}")
+        (pytester.path / "endpoints.yaml").write_text("\n".join(lines) + "\n")
+        return "--endpoints-file=endpoints.yaml"
+
+    pytester.endpoints_file, pytester.other = endpoints_file, other
+    yield pytester
+    server.stop()
+    other.stop()
+
+
+def test_no_secret_in_junit_allure_terminal_or_any_file(fault_project, monkeypatch):
+    monkeypatch.setenv(CANARY_VAR, CANARY)
+    result = fault_project.runpytest_subprocess(
+        "-p", "no:cacheprovider", "test_compat.py", fault_project.endpoints_file(ECHOES), "--junitxml=junit.xml",
+        "--alluredir=allure", "-rA", "-v")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # the echoes are failures of the endpoints, reported
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    printed = result.stdout.str() + result.stderr.str()
+    assert CANARY not in printed and f"${CANARY_VAR}" in printed
+    written = [p for p in fault_project.path.rglob("*") if p.is_file()]
+    assert any(p.name == "junit.xml" for p in written) and any(p.parent.name == "allure" for p in written)
+    assert [str(p) for p in written if CANARY.encode() in p.read_bytes()] == []
+    assert not [h for _, _, h in fault_project.other.seen if CANARY in json.dumps(h)]
+
+
+def test_a_full_disk_ends_the_run_in_one_line_with_the_last_matrix_valid(fault_project, monkeypatch):
+    monkeypatch.setenv(CANARY_VAR, CANARY)
+    # The disk fills once the run has written a few times: every later write fails with ENOSPC.
+    (fault_project.path / "conftest.py").write_text(textwrap.dedent("""
+        import errno
+        import harness.report.matrix as matrix
+
+        real, calls = matrix._atomic_write, [0]
+
+        def filling(path, text):
+            calls[0] += 1
+            if calls[0] > 4:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real(path, text)
+
+        matrix._atomic_write = filling
+    """))
+    result = fault_project.runpytest_subprocess("-p", "no:cacheprovider", "test_compat.py",
+                                                fault_project.endpoints_file([("ok", k) for k in KINDS] * 1))
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.INTERNAL_ERROR, output
+    assert "Traceback" not in output
+    assert len([line for line in output.splitlines() if "No space left on device" in line]) == 1, output
+    json.loads((fault_project.path / "reports" / "latest" / "matrix.json").read_text())  # still whole
+
+
+def test_an_unwritable_report_directory_is_one_line_before_any_cell(fault_project, monkeypatch):
+    monkeypatch.setenv(CANARY_VAR, CANARY)
+    (fault_project.path / "afile").write_text("not a directory")
+    result = fault_project.runpytest_subprocess("-p", "no:cacheprovider", "test_compat.py", "--report-dir=afile/reports",
+                                                fault_project.endpoints_file([("ok", "comfyui")]))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "cannot write reports under" in result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert not [p for p in fault_project.other.seen]  # no cell ran
+
+
+# --- many endpoints ---------------------------------------------------------------------------------
+
+MANY = 300
+
+
+def test_300_endpoints_by_2_cases_pass_without_a_spurious_failure(tmp_path):
+    """Each endpoint has its own providers, websocket and pools: 300 of them (75 per kind) hold more
+    sockets at once than a usual soft limit of open files (set to 512 here; the engine lifts it). Every
+    cell must pass; none may turn unreachable for want of a file descriptor."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(512, hard), hard))
+    server = FaultServer().start()
+    kinds = [KINDS[i % len(KINDS)] for i in range(MANY)]
+    endpoints = [dataclasses.replace(endpoint(server, "ok", kind), name=f"e{i:03d}-{kind}", headers={},
+                                     timeouts=Timeouts(connect=5.0, queue=30.0, execution=30.0))
+                 for i, kind in enumerate(kinds)]
+    cases = [dataclasses.replace(CASE, id=f"smoke{n}", timeout=None) for n in (1, 2)]
+    engine = Engine(endpoints, MatrixWriter(tmp_path, "many"))
+    thread = EngineThread()
+    started = time.monotonic()
+    try:
+        thread.call(engine.start())
+        futures = [thread.submit(engine.run_cell(case, e.name)) for e in endpoints for case in cases]
+        cells = [future.result(timeout=120) for future in futures]
+        thread.call(engine.close())
+    finally:
+        thread.stop()
+        server.stop()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    wall = time.monotonic() - started
+    failed = [cell.summary() for cell in cells if cell.outcome is not O.PASSED]
+    assert not failed, f"{len(failed)} of {len(cells)} cells failed, e.g. {failed[:3]}"
+    assert len(cells) == 2 * MANY and wall < 60
 
 
 # --- what no endpoint can trigger on purpose ------------------------------------------------------------
