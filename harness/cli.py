@@ -2,7 +2,9 @@
 ``verdict``, ``diff`` and ``report`` work on the run directories a compatibility run leaves.
 
 A subcommand is a ``(configure, run)`` pair in ``SUBCOMMANDS``; ``run`` gets the parsed arguments and
-returns the exit status. Harness errors print as one line without a traceback.
+returns the exit status (``harness.exitcodes``). Harness errors and bad arguments print as one line
+without a traceback and exit 4, pytest's usage error, before anything is written. ``verdict``, ``diff``
+and ``report`` only print unless given ``--write``: re-judging a run must not replace what the run wrote.
 """
 
 from __future__ import annotations
@@ -10,12 +12,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import errno
 import json
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 from pathlib import Path
 
+from harness import exitcodes
 from harness.errors import ConfigError, HarnessError
 from harness.report.matrix import MatrixWriter
 from harness.report.verdict import Budgets
@@ -45,7 +50,11 @@ def _serve(args: argparse.Namespace) -> int:
             await stop.wait()
         print("comfy-compat: reference endpoint stopped", flush=True)
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    except OSError as exc:  # binding: a busy port, a port below 1024, an address not on this machine
+        busy = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be listened on ({exc.strerror or exc})"
+        raise ConfigError(f"serve: {args.host}:{args.port} {busy}; choose another with --port (0 picks a free one)") from None
     return 0
 
 
@@ -57,6 +66,13 @@ def _configure_verdict(parser: argparse.ArgumentParser) -> None:
                         help="success_rate, p95_seconds or cost_per_image the candidate must meet; repeatable")
     parser.add_argument("--today", type=dt.date.fromisoformat, default=None, metavar="YYYY-MM-DD",
                         help="judge waivers' expiry as of this day (default: today)")
+    parser.add_argument("--exit-codes", choices=exitcodes.SCHEMES, default="v2",
+                        help="v2: 0 GO, 10 NO-GO, 11 UNDECIDABLE (default); legacy: 0 GO, 1 NO-GO, 2 UNDECIDABLE")
+    _add_write(parser, "the verdict into the run's matrix.json, matrix.md and report.html")
+
+
+def _add_write(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--write", action="store_true", help=f"write {what} (default: only print)")
 
 
 def _verdict(args: argparse.Namespace) -> int:
@@ -64,9 +80,16 @@ def _verdict(args: argparse.Namespace) -> int:
 
     writer = MatrixWriter.reopen(Path(args.run_dir))
     budgets = Budgets.from_dict(_budgets(args.budget))
-    writer.update(verdict=verdict_of(writer.matrix, args.baseline, args.candidate, budgets, args.today))
-    print("\n".join(summary_lines({"verdict": writer.matrix["verdict"]})))
-    return writer.matrix["verdict"]["exit_code"]
+    names = [e["name"] for e in writer.matrix.get("endpoints", [])]
+    for role in ("baseline", "candidate"):
+        # A misspelt endpoint is a usage error: judged, it would be an UNDECIDABLE written over the run's own.
+        if getattr(args, role) not in names:
+            raise ConfigError(f"--{role} {getattr(args, role)!r}: no such endpoint in {args.run_dir} (endpoints: {', '.join(names)})")
+    verdict = verdict_of(writer.matrix, args.baseline, args.candidate, budgets, args.today)
+    if args.write:
+        writer.update(verdict=verdict)
+    print("\n".join(summary_lines({"verdict": verdict})))
+    return exitcodes.verdict_status(verdict["decision"], args.exit_codes)
 
 
 def _budgets(items: Sequence[str]) -> dict[str, float]:
@@ -86,6 +109,7 @@ def _configure_diff(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("old", metavar="OLD_RUN", help="the earlier run directory")
     parser.add_argument("new", metavar="NEW_RUN", help="the later run directory; its matrix.json gets the drift section")
     parser.add_argument("--json", action="store_true", help="print the drift document as JSON")
+    _add_write(parser, "the drift section into NEW_RUN's matrix.json, matrix.md and report.html")
 
 
 def _diff(args: argparse.Namespace) -> int:
@@ -93,8 +117,9 @@ def _diff(args: argparse.Namespace) -> int:
     from harness.report.conclusions import drift_against, summary_lines
 
     writer = MatrixWriter.reopen(Path(args.new))
-    writer.update(drift=drift_against(writer, args.old))
-    drift = writer.matrix["drift"]
+    drift = drift_against(writer, args.old)
+    if args.write:
+        writer.update(drift=drift)
     print(json.dumps(drift, indent=2) if args.json else "\n".join(summary_lines({"drift": drift}) + _drift_lines(drift)))
     product = {o for o, info in writer.matrix["outcomes"].items() if info["disposition"] == "product"}
     return 1 if any(c["outcome"] in product for c in drift["cells"]["new_failures"]) else 0
@@ -114,18 +139,23 @@ def _configure_report(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a reports/<run-id> directory (or reports/latest)")
     parser.add_argument("--html", action="store_true", help="(re)write report.html (default: every format)")
     parser.add_argument("--markdown", action="store_true", help="(re)write matrix.md")
+    parser.add_argument("--write", action="store_true", help="overwrite the files that exist (default: write only missing ones)")
 
 
 def _report(args: argparse.Namespace) -> int:
     writer = MatrixWriter.reopen(Path(args.run_dir))
-    for path in writer.render(html=args.html or not args.markdown, markdown=args.markdown or not args.html):
+    html, markdown = args.html or not args.markdown, args.markdown or not args.html
+    existing = [name for wanted, name in ((html, "report.html"), (markdown, "matrix.md")) if wanted and (writer.dir / name).exists()]
+    if existing and not args.write:
+        raise ConfigError(f"report: {', '.join(existing)} already in {writer.dir}; --write overwrites")
+    for path in writer.render(html=html, markdown=markdown):
         print(path)
     return 0
 
 
 SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "serve": ("run the embedded reference endpoint (a simulated ComfyUI 0.3.64)", _configure_serve, _serve),
-    "verdict": ("go/no-go for moving from --baseline to --candidate, from a finished run (exit 0 GO, 1 NO-GO, 2 undecidable)",
+    "verdict": ("go/no-go for moving from --baseline to --candidate, from a finished run (exit 0 GO, 10 NO-GO, 11 UNDECIDABLE)",
                 _configure_verdict, _verdict),
     "diff": ("drift between two runs: new failures, fixed cells, node classes and model files that changed",
              _configure_diff, _diff),
@@ -133,9 +163,19 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Cal
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument exits 4 (pytest's usage error) instead of argparse's 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(exitcodes.Exit.USAGE_ERROR, f"{self.prog}: error: {message}\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="comfy-compat", description="Replay ComfyUI workflows against endpoints.")
-    subparsers = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="comfy-compat", description="Replay ComfyUI workflows against endpoints.",
+                     epilog=exitcodes.table_block(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"comfy-compat {_version()}")
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, (help_text, configure, run) in SUBCOMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         configure(sub)
@@ -145,7 +185,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.run(args)
     except HarnessError as exc:
         print(f"comfy-compat: {exc}", file=sys.stderr)
-        return 2
+        return exitcodes.Exit.USAGE_ERROR
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("comfy-compat")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 if __name__ == "__main__":

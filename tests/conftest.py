@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -18,9 +19,25 @@ from harness.reference.testing import reference_endpoint
 pytest_plugins = ["pytester"]
 
 __all__ = ["ROOT", "cells", "collect_until_done", "load_json", "matrix", "outcome", "project", "reference_endpoint",
-           "run_provider", "wait_history"]
+           "run_provider", "system_tool", "wait_history"]
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def system_tool(*names: str, package: str) -> str:
+    """The path of the first of ``names`` on PATH, for tests that drive a program of the system.
+
+    Without it the test skips with a one-line reason (``make test`` installs these only as root), unless
+    COMFY_COMPAT_REQUIRE_TOOLS=1: CI (.ci/run) installs them, and a skip there would hide the test.
+    """
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    reason = f"needs {' or '.join(names)} on PATH (Debian: apt-get install -y {package})"
+    if os.environ.get("COMFY_COMPAT_REQUIRE_TOOLS") == "1":
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
 
 
 def load_json(relative: str):

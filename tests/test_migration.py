@@ -24,7 +24,7 @@ def comfy_compat(*args: str, cwd) -> subprocess.CompletedProcess:
 
 def test_custom_to_stock_is_no_go_with_both_packs_as_remedies(project):
     result = project.runpytest_subprocess("-p", "no:cacheprovider", "--baseline=custom", "--candidate=stock")
-    assert result.ret == 1
+    assert result.ret == 10
     verdict = matrix(project)["verdict"]
     assert (verdict["decision"], verdict["baseline"], verdict["candidate"]) == ("NO-GO", "custom", "stock")
     assert verdict["passed"] == ["smoke_invert", "sdxl_baseline"]
@@ -33,7 +33,7 @@ def test_custom_to_stock_is_no_go_with_both_packs_as_remedies(project):
     packs = {r["pack"]["url"]: r["classes"] for r in blocker["remedies"] if r["kind"] == "install_pack"}
     assert packs == {"https://github.com/ClownsharkBatwing/RES4LYF": ["Sigmas Rescale", "ClownsharKSampler_Beta"],
                      "https://github.com/gseth/ControlAltAI-Nodes": ["FluxResolutionNode"]}
-    result.stdout.fnmatch_lines(["verdict: NO-GO for moving from custom to stock (3 required cases): 1 blocking (exit 1)",
+    result.stdout.fnmatch_lines(["verdict: NO-GO for moving from custom to stock (3 required cases): 1 blocking (exit 10)",
                                  "*remedy: install RES4LYF (https://github.com/ClownsharkBatwing/RES4LYF)*"])
     html = (project.path / "reports/latest/report.html").read_text()
     assert "NO-GO" in html and "ControlAltAI-Nodes" in html
@@ -47,11 +47,11 @@ def test_stock_to_custom_is_go(project):
     # The same run against a latency budget no cell can meet, and one no run can measure (no price).
     run_dir = str(project.path / "reports/latest")
     slow = comfy_compat("verdict", run_dir, "--baseline", "stock", "--candidate", "custom", "--budget", "p95_seconds=0.000001", cwd=project.path)
-    assert slow.returncode == 1 and "over budget: p95_seconds" in slow.stdout
+    assert slow.returncode == 10 and "over budget: p95_seconds" in slow.stdout
     unpriced = comfy_compat("verdict", run_dir, "--baseline", "stock", "--candidate", "custom", "--budget", "cost_per_image=1", cwd=project.path)
-    assert unpriced.returncode == 1 and "cost_per_image unknown (budget 1)" in unpriced.stdout
+    assert unpriced.returncode == 10 and "cost_per_image unknown (budget 1)" in unpriced.stdout
     typo = comfy_compat("verdict", run_dir, "--baseline", "stock", "--candidate", "custom", "--budget", "p59=1", cwd=project.path)
-    assert typo.returncode == 2 and typo.stderr.strip() == (
+    assert typo.returncode == 4 and typo.stderr.strip() == (
         "comfy-compat: --budget 'p59=1': metric must be one of success_rate, p95_seconds, cost_per_image")
 
 
@@ -70,15 +70,19 @@ def test_a_waiver_holds_until_it_expires(project):
     last_day = comfy_compat("verdict", str(run_dir), "--baseline", "custom", "--candidate", "stock", "--today", "2999-12-31", cwd=project.path)
     assert last_day.returncode == 0, last_day.stderr
     expired = comfy_compat("verdict", str(run_dir), "--baseline", "custom", "--candidate", "stock", "--today", "3000-01-01", cwd=project.path)
-    assert expired.returncode == 1
+    assert expired.returncode == 10
     assert "NO-GO for moving from custom to stock" in expired.stdout and "remedy: install RES4LYF" in expired.stdout
-    assert matrix(project)["verdict"]["decision"] == "NO-GO"  # written back into the run
+    assert matrix(project)["verdict"]["decision"] == "GO"  # printed only: the run's files are as the run wrote them
+    written = comfy_compat("verdict", str(run_dir), "--baseline", "custom", "--candidate", "stock", "--today", "3000-01-01",
+                           "--write", cwd=project.path)
+    assert written.returncode == 10
+    assert matrix(project)["verdict"]["decision"] == "NO-GO"  # --write: into the run
 
 
 def test_an_unreachable_baseline_is_undecidable(project):
     result = project.runpytest_subprocess("-p", "no:cacheprovider", "-k", "smoke", "--endpoint=old=http://127.0.0.1:9",
                                           "--endpoint=new=http://127.0.0.1:9", "--baseline=old", "--candidate=new")
-    assert result.ret == 2
+    assert result.ret == 11
     verdict = matrix(project)["verdict"]
     assert verdict["decision"] == "UNDECIDABLE" and verdict["undecided"][0]["case"] == "smoke_invert"
 
@@ -113,7 +117,7 @@ def test_drift_a_class_disappears_then_comes_back(project):
     assert cells(second)[("denrisi_zimage", "ref")]["evidence"]["missing_classes"] == ["FluxResolutionNode"]
 
     diff = comfy_compat("diff", str(project.path / "reports" / first["run"]["id"]), str(project.path / "reports" / second["run"]["id"]),
-                        cwd=project.path)
+                        "--write", cwd=project.path)
     assert diff.returncode == 1  # a new product failure: what fails a nightly job
     assert "classes disappeared: FluxResolutionNode" in diff.stdout
 

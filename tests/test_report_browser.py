@@ -1,7 +1,8 @@
 """report.html in a real browser: Debian's chromium, headless, driven by Python playwright.
 
-Uses the system chromium (``apt-get install chromium``) rather than ``playwright install``: CI machines
-install it from Debian, and the browser must not be downloaded at test time. The page is opened from
+Uses the system chromium (``apt-get install chromium``, found on PATH) rather than ``playwright
+install``: CI machines install it from Debian, and the browser must not be downloaded at test time.
+Without one the tests skip, saying so (CI fails them instead: see ``system_tool``). The page is opened from
 disk with every network request refused, as someone opening the CI artifact would. A full-page
 screenshot is left in ``reports/screenshots/report.png`` for CI to keep.
 """
@@ -12,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, system_tool
 from harness.report.html import cell_anchor, render_html
 from test_report_html import enrich, run_seed
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
 SCREENSHOT = ROOT / "reports" / "screenshots" / "report.png"
@@ -24,12 +24,11 @@ SCREENSHOT = ROOT / "reports" / "screenshots" / "report.png"
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        pytest.fail("no /usr/bin/chromium: install Debian's chromium (apt-get install -y chromium)", pytrace=False)
+    chromium = system_tool("chromium", "chromium-browser", "google-chrome", package="chromium")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        browser = p.chromium.launch(executable_path=chromium, args=ARGS)
         yield browser
         browser.close()
 

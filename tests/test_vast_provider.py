@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import ROOT, load_json, matrix, outcome, run_provider
+from conftest import ROOT, load_json, matrix, outcome, run_provider, system_tool
 from harness.run.endpoints import Endpoint
 from harness.run.outcomes import Outcome
 from harness.providers.vast import VastProvider, classify_result
@@ -177,6 +177,8 @@ async def test_an_unsigned_request_to_a_secured_worker_is_auth_error(reference_e
 async def test_the_routed_repro_asks_the_route_service_then_posts_signed(reference_endpoint, tmp_path, monkeypatch):
     """The curl reproduction really replays: its route step gets a signature the worker accepts, and the
     API key stays $VAST_API_KEY in the command."""
+    system_tool("jq", package="jq")
+    system_tool("curl", package="curl")
     monkeypatch.setenv("COMFY_REFERENCE_VAST_API_KEY", "right")
     monkeypatch.setenv("VAST_API_KEY", "right")
     srv = reference_endpoint("stock")

@@ -39,7 +39,7 @@ def test_a_product_failure_on_the_candidate_blocks_with_the_pack_to_install():
                                       packages={"ClownsharKSampler_Beta": [RES4LYF], "Sigmas Rescale": [RES4LYF]}),
                cell("b", "old"), cell("b", "new"))
     v = decide(m, "old", "new", today=TODAY)
-    assert (v["decision"], v["exit_code"]) == ("NO-GO", 1)
+    assert (v["decision"], v["exit_code"]) == ("NO-GO", 10)
     [blocker] = v["blockers"]
     assert (blocker["case"], blocker["baseline_outcome"], blocker["candidate_outcome"]) == ("a", "passed", "missing_node")
     [remedy] = blocker["remedies"]  # one pack, both classes
@@ -72,7 +72,7 @@ def test_infra_failures_on_the_candidate_block_unless_waived_and_expired_waivers
 def test_a_baseline_that_could_not_run_makes_the_verdict_undecidable():
     m = matrix(cell("a", "old", "unreachable", message="cannot connect to old"), cell("a", "new"), cell("b", "old"), cell("b", "new"))
     v = decide(m, "old", "new", today=TODAY)
-    assert (v["decision"], v["exit_code"]) == ("UNDECIDABLE", 2)
+    assert (v["decision"], v["exit_code"]) == ("UNDECIDABLE", 11)
     assert v["undecided"] == [{"case": "a", "reason": "baseline old unreachable: cannot connect to old"}]
 
 

@@ -35,7 +35,8 @@ def verdict_of(matrix: Mapping[str, Any], baseline: str, candidate: str, budgets
 
 def drift_against(writer: MatrixWriter, compare_to: str) -> dict[str, Any] | None:
     """Drift from ``compare_to`` (a run directory, or ``previous``) to the writer's run; None without a previous run."""
-    old = previous_run(writer.root, writer.run_id) if compare_to == "previous" else Path(compare_to)
+    cells = {(c["case"], c["endpoint"]) for c in writer.matrix["cells"]}
+    old = previous_run(writer.root, writer.run_id, cells) if compare_to == "previous" else Path(compare_to)
     if old is None:
         return None
     writer.matrix["run"]["compare_to"] = str(old)

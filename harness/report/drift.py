@@ -59,9 +59,15 @@ def _run_key(name: str) -> tuple[str, int] | None:
     return (match.group(1), int(match.group(2))) if match else None
 
 
-def previous_run(report_root: str | Path, current_run_id: str | None) -> Path | None:
+def previous_run(report_root: str | Path, current_run_id: str | None,
+                 cells: set[tuple[str, str]] | None = None) -> Path | None:
     """The newest run directory under ``report_root`` older than the current run (any run other than
-    it when its id is not a run id), holding a matrix.json; None when there is none."""
+    it when its id is not a run id), holding a matrix.json; None when there is none.
+
+    A partial run (``run.selection``: -k, --lf, -x...) is skipped unless it has every one of ``cells``
+    (the current run's (case, endpoint) pairs; all of them when None): compared with, a ``--lf`` run
+    of two cells would hide tonight's changes and make every other cell look new. A nightly job that
+    always selects the same cells still compares night to night."""
     root = Path(report_root)
     current = _run_key(current_run_id) if current_run_id else None
     candidates = []
@@ -75,9 +81,20 @@ def previous_run(report_root: str | Path, current_run_id: str | None) -> Path | 
             continue
         if current is not None and key >= current:
             continue
-        if (entry / "matrix.json").is_file():
+        if (entry / "matrix.json").is_file() and not _lacks_cells(entry, cells):
             candidates.append((key, entry))
     return max(candidates)[1] if candidates else None
+
+
+def _lacks_cells(run_dir: Path, cells: set[tuple[str, str]] | None) -> bool:
+    """Whether the run in ``run_dir`` is partial and lacks some of ``cells``."""
+    try:
+        matrix = json.loads((run_dir / "matrix.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False  # unreadable: load_run says why, once it is chosen
+    if not (matrix.get("run") or {}).get("selection"):
+        return False
+    return cells is None or not cells <= {(c.get("case"), c.get("endpoint")) for c in matrix.get("cells", [])}
 
 
 # --------------------------------------------------------------------------------------------- cells

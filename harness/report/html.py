@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from harness.report.drift import endpoint_change_lines
+from harness.report.markdown import node_error_text
 
 __all__ = ["render_html", "cell_anchor"]
 
@@ -345,9 +346,9 @@ def _evidence(ev: Mapping[str, Any]) -> str:
     errors = ev.get("node_errors") or []
     if errors:
         parts.append("<h4>Node errors</h4><table class=\"node-errors\"><tr><th>node</th><th>class</th><th>type</th>"
-                     "<th>input</th><th>details</th></tr>" + "".join(
+                     "<th>input</th><th>error</th></tr>" + "".join(
                          f"<tr><td>{_e(r.get('node_id'))}</td><td>{_e(r.get('node_type'))}</td><td>{_e(r.get('type'))}</td>"
-                         f"<td>{_e(r.get('input'))}</td><td>{_e(r.get('details') or r.get('message'))}</td></tr>"
+                         f"<td>{_e(r.get('input'))}</td><td>{_e(node_error_text(r))}</td></tr>"
                          for r in errors if isinstance(r, Mapping)) + "</table>")
     if ev.get("exception_type"):
         parts.append(f"<p class=\"exception\">{_e(ev.get('node_type'))} (node {_e(ev.get('node_id'))}) raised "
@@ -406,7 +407,8 @@ def _stats(stats: Mapping[str, Any] | None) -> str:
         return ""
     rows = []
     rate = stats.get("success_rate")
-    if rate is not None:
+    # One attempt is a fact, not a rate: "0/1 = 0% (95% Wilson 0–79%)" on an expected failure misleads.
+    if rate is not None and (stats.get("attempts") or 1) > 1:
         wilson = stats.get("wilson95") or []
         interval = f" (95% Wilson {wilson[0] * 100:.0f}–{wilson[1] * 100:.0f}%)" if len(wilson) == 2 else ""
         rows.append(("success", f"{_e(stats.get('passed'))}/{_e(stats.get('attempts'))} = {rate * 100:.0f}%{interval}"))

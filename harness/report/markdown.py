@@ -13,7 +13,7 @@ from typing import Any
 
 from harness.report.drift import endpoint_change_lines
 
-__all__ = ["render_markdown", "step_summary"]
+__all__ = ["node_error_text", "render_markdown", "step_summary"]
 
 _MARK = {"passed": "✅", "product": "❌", "infra": "⚠️"}
 
@@ -58,6 +58,19 @@ def _table(matrix: Mapping[str, Any]) -> list[str]:
         row = [_cell_text(by_key[(case, e)]) if (case, e) in by_key else "·" for e in endpoints]
         lines.append(f"| {case} | " + " | ".join(row) + " |")
     return [*lines, ""]
+
+
+def node_error_text(err: Mapping[str, Any]) -> str:
+    """What a node error says, with the value and the limit: ComfyUI's message (``Value 0 smaller than min
+    of 1``) rather than its ``details``, which for range errors is only the input's name."""
+    text = str(err.get("message") or err.get("type"))
+    details = err.get("details")
+    if details and details != err.get("input") and str(details) not in text:
+        text += f" ({details})"
+    received = err.get("received_value")
+    if received is not None and str(received) not in text:
+        text += f"; received {received!r}"
+    return f"{text} ({err.get('type')})"
 
 
 def render_markdown(matrix: Mapping[str, Any]) -> str:
@@ -187,8 +200,9 @@ def _stats_table(matrix: Mapping[str, Any]) -> list[str]:
         stats = cell.get("stats") or {}
         cost = cell.get("cost") or {}
         total = (stats.get("latency") or {}).get("total") or {}
-        rate = stats.get("success_rate")
-        wilson = stats.get("wilson95") or []
+        # One attempt (a priced cell, not repeated) is a fact, not a rate with an interval.
+        rate = stats.get("success_rate") if (stats.get("attempts") or 1) > 1 else None
+        wilson = (stats.get("wilson95") or []) if rate is not None else []
         lines.append("| " + " | ".join([
             cell["case"], cell["endpoint"],
             f"{stats.get('passed')}/{stats.get('attempts')} ({rate * 100:.0f}%)" if rate is not None else "–",
@@ -253,7 +267,8 @@ def _failure_section(cell: Mapping[str, Any]) -> list[str]:
         lines.append(f"- missing model {_code(model.get('file'))} for {_inline(model.get('node_type'))}.{_inline(model.get('input'))} "
                      f"(node {_inline(model.get('node_id'))}) — add it to `models/{model.get('folder')}/`")
     for err in ev.get("node_errors") or []:
-        lines.append(f"- node {_inline(err.get('node_id'))} ({_inline(err.get('node_type'))}): {_inline(err.get('type'))} — {_inline(err.get('details'))}")
+        field_name = f" {_code(err['input'])}" if err.get("input") else ""
+        lines.append(f"- node {_inline(err.get('node_id'))} ({_inline(err.get('node_type'))}){field_name}: {_inline(node_error_text(err))}")
     if ev.get("exception_type"):
         lines.append(f"- {_inline(ev.get('node_type'))} (node {_inline(ev.get('node_id'))}) raised {_inline(ev['exception_type'])}: "
                      f"{_inline(str(ev.get('exception_message', '')).strip())}")

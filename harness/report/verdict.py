@@ -10,7 +10,8 @@ verdict RUN_DIR`` and a re-evaluation next week all decide the same way. Per cas
 - the baseline failed for a product reason: the candidate owes nothing for that case;
 - the baseline failed for an infra reason or never ran: nobody can tell, the case is undecided.
 
-Blockers make NO-GO (exit 1); otherwise undecided cases make UNDECIDABLE (exit 2); otherwise GO (0).
+Blockers make NO-GO (exit 10); otherwise undecided cases make UNDECIDABLE (exit 11); otherwise GO (0);
+see ``harness.exitcodes`` for how a run's exit status combines them with failed cells.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import ConfigError
+from harness.exitcodes import verdict_status
 from harness.run.outcomes import Disposition, Outcome
 
 __all__ = ["Budgets", "EXIT_CODES", "Waiver", "decide", "remedies", "undecidable"]
 
-EXIT_CODES = {"GO": 0, "NO-GO": 1, "UNDECIDABLE": 2}
-"""The process exit status of each decision: scripts branch on these."""
+EXIT_CODES = {decision: verdict_status(decision) for decision in ("GO", "NO-GO", "UNDECIDABLE")}
+"""The exit status of each decision (0, 10, 11): scripts branch on these."""
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 from harness.errors import ConfigError, SecretMissing
 from harness.specfiles import load_checked
 
-__all__ = ["Endpoint", "Timeouts", "VerdictSpec", "load_endpoints_file", "load_verdict_spec", "parse_endpoint_option"]
+__all__ = ["Endpoint", "Timeouts", "VerdictSpec", "check_all_secrets", "load_endpoints_file", "load_verdict_spec",
+           "parse_endpoint_option"]
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -36,7 +37,8 @@ class Timeouts:
 @dataclass(frozen=True)
 class Endpoint:
     name: str
-    url: str
+    url: str = field(repr=False)
+    """Where requests go, ``${VAR}`` filled in: never printed (``public_url`` is)."""
     kind: str = "comfyui"
     profile: str | None = None
     """The reference profile this endpoint is meant to match; case expectations may be keyed by it."""
@@ -59,10 +61,17 @@ class Endpoint:
     Vast, Modal): the preflight forecasts cells from it and recovers a missing class a provider hides."""
     cold_start_idle: float = 300.0
     """Seconds without requests after which the endpoint has scaled to zero (``--cold-start`` waits this long)."""
+    url_template: str | None = None
+    """The url as written when it names ``${VAR}``s: what reports show instead of the values."""
 
     @property
     def public_url(self) -> str:
         """The URL without credentials or query string, safe for reports."""
+        if self.url_template is not None:
+            # Split as text: a ${VAR} host or port is no URL to parse, and the values must not show.
+            scheme, _, rest = self.url_template.partition("://")
+            netloc, slash, path = rest.partition("/")
+            return f"{scheme}://{netloc.rpartition('@')[2]}{slash}{path.split('?')[0]}".rstrip("/")
         parts = urlsplit(self.url)
         host = parts.hostname or ""
         netloc = f"{host}:{parts.port}" if parts.port else host
@@ -86,9 +95,22 @@ class Endpoint:
         return [f"endpoint {self.name!r}: {where} needs environment variable {var}, which is not set"
                 for where, text in named for var in _VAR.findall(text) if var not in os.environ]
 
+    def missing_variables(self) -> list[str]:
+        """What needs each unset ``${VAR}`` of the headers and url, one line each."""
+        named = [(f"header {k!r}", v) for k, v in self.headers.items()] + [("url", self.url_template or "")]
+        return [f"endpoint {self.name!r}: {where} needs environment variable {var}, which is not set"
+                for where, text in named for var in _VAR.findall(text) if var not in os.environ]
+
     def check_secrets(self) -> None:
-        """Fail before any request if a header names an unset environment variable."""
-        self.resolved_headers()
+        """Fail before any request if a header or the url names an unset environment variable."""
+        check_all_secrets([self])
+
+
+def check_all_secrets(endpoints: list[Endpoint]) -> None:
+    """SecretMissing naming every unset variable of every endpoint at once, so one run finds them all."""
+    missing = [line for endpoint in endpoints for line in endpoint.missing_variables()]
+    if missing:
+        raise SecretMissing("; ".join(missing))
 
 
 def _env(var: str, endpoint: str, header: str) -> str:
@@ -117,7 +139,8 @@ def load_endpoints_file(path: str | Path) -> list[Endpoint]:
     return [
         Endpoint(
             name=name,
-            url=spec["url"].rstrip("/"),
+            url=_url(path, name, spec["url"]),
+            url_template=spec["url"].rstrip("/") if _VAR.search(spec["url"]) else None,
             kind=spec.get("kind", "comfyui"),
             profile=spec.get("profile"),
             headers=spec.get("headers", {}),
@@ -141,6 +164,15 @@ def _relative(endpoints_file: str | Path, value: str | None) -> Path | None:
     if not path.is_file():
         raise ConfigError(f"{endpoints_file}: object_info: no such file {path}")
     return path
+
+
+def _url(endpoints_file: str | Path, name: str, written: str) -> str:
+    """The url with its ``${VAR}``s filled in; an unset one stays, for check_all_secrets to name."""
+    url = _VAR.sub(lambda m: os.environ.get(m.group(1), m.group(0)), written).rstrip("/")
+    if not _VAR.search(url) and not re.match(r"^https?://[^/\s]+", url):
+        raise ConfigError(f"{endpoints_file}: $.endpoints.{name}.url: {written!r} does not give an http(s) URL "
+                          "once its variables are filled in")
+    return url
 
 
 @dataclass(frozen=True)

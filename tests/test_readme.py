@@ -1,0 +1,66 @@
+"""README's command examples, run as written: its "Pointing it at real endpoints" and go/no-go commands,
+with the reference endpoint standing in for the hosts they name and a home folder of workflows.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from harness.reference.server import ReferenceServer
+
+
+def commands(section: str) -> list[str]:
+    """The command lines of the first ``sh`` block under ``section`` (a heading), comments dropped."""
+    text = (ROOT / "README.md").read_text().split(f"\n{section}\n", 1)[1]
+    block = re.search(r"```sh\n(.*?)```", text, flags=re.S)[1]
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def servers():
+    with ReferenceServer("stock") as stock, ReferenceServer("custom") as custom:
+        yield stock, custom
+
+
+def test_the_endpoint_examples_run_the_cases(project, servers, tmp_path, monkeypatch):
+    stock, custom = servers
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "our-workflows").mkdir()
+    shutil.copy(ROOT / "workflows/smoke_invert.json", tmp_path / "our-workflows/smoke.json")
+    (project.path / "endpoints.yaml").write_text(f"endpoints:\n  prod: {{url: '{custom.url}', profile: custom}}\n")
+    (project.path / "tests").mkdir()  # what a misread path option would run instead
+    (project.path / "tests/test_not_a_case.py").write_text("def test_not_a_case():\n    pass\n")
+    hosts = {"http://127.0.0.1:8188": custom.url, "http://gpu-a:8188": custom.url, "http://gpu-b:8188": custom.url}
+    lines = commands("## Pointing it at real endpoints")
+    assert len(lines) == 5 and all(line.startswith("pytest ") for line in lines)
+    for line in lines:
+        for host, url in hosts.items():
+            line = line.replace(host, url)
+        # The default run (no endpoint) for the last one; stock names the stock reference.
+        line = line.replace(f"stock={custom.url}", f"stock={stock.url}")
+        result = project.runpytest_subprocess("-p", "no:cacheprovider", *shlex.split(line)[1:])
+        assert result.ret == 0, (line, result.stdout.str()[-3000:], result.stderr.str()[-2000:])
+        assert "test_not_a_case" not in result.stdout.str()
+        assert "cases/test_compat.py" in result.stdout.str()
+    assert (project.path / "out/latest/matrix.json").is_file()  # --report-dir=out/
+
+
+def test_the_go_no_go_example_exits_as_its_comment_says(project, servers):
+    stock, custom = servers
+    (project.path / "endpoints.yaml").write_text(
+        f"endpoints:\n  prod: {{url: '{custom.url}', profile: custom}}\n"
+        f"  runpod: {{kind: runpod, url: '{stock.url}/runpod/v2/stock', profile: stock}}\n")
+    run, echo, verdict = commands("## Go/no-go before a migration")
+    assert echo == "echo $?"
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", *shlex.split(run)[1:])
+    assert result.ret == 10  # NO-GO: Denrisi needs RES4LYF and ControlAltAI-Nodes on the stock worker
+    again = subprocess.run([sys.executable, "-m", "harness.cli", *shlex.split(verdict)[1:]], cwd=project.path,
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode == 10 and "NO-GO for moving from prod to runpod" in again.stdout
