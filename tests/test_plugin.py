@@ -69,7 +69,7 @@ def test_k_selects_cases_and_named_endpoints(project):
 def test_workflows_dir_replays_and_refuses_ui_exports(project):
     replay = project.mkdir("mine")
     shutil.copy(ROOT / "workflows/smoke_invert.json", replay / "smoke.json")
-    project.runpytest_subprocess("-p", "no:cacheprovider", "--workflows", "mine", "-k", "stock and not runpod and not vast").assert_outcomes(passed=1)
+    project.runpytest_subprocess("-p", "no:cacheprovider", "--workflows", "mine", "-k", "stock and not runpod and not vast and not modal").assert_outcomes(passed=1)
     (replay / "ui.json").write_text(json.dumps({"nodes": [], "links": []}))
     result = project.runpytest_subprocess("-p", "no:cacheprovider", "--workflows", "mine")
     assert result.ret != 0
@@ -96,9 +96,9 @@ def test_an_unset_secret_stops_the_run_before_any_request(project, monkeypatch):
 
 
 def test_alluredir_gives_one_allure_test_per_cell_with_the_cell_attached(project):
-    project.runpytest_subprocess("-p", "no:cacheprovider", "--alluredir", "allure", "-k", "smoke").assert_outcomes(passed=6)
+    project.runpytest_subprocess("-p", "no:cacheprovider", "--alluredir", "allure", "-k", "smoke").assert_outcomes(passed=8)
     results = [json.loads(p.read_text()) for p in (project.path / "allure").glob("*-result.json")]
-    assert len(results) == 6
+    assert len(results) == 8
     for result in results:
         assert any(a["name"] == "cell" for a in result.get("attachments", []))
         assert {"name": "tag", "value": "passed"} in result["labels"]
@@ -120,14 +120,14 @@ def test_github_step_summary_gets_the_matrix_and_the_verdict(project, monkeypatc
 
 
 def test_report_re_renders_a_run_from_its_matrix(project):
-    project.runpytest_subprocess("-p", "no:cacheprovider", "-k", "smoke").assert_outcomes(passed=6)
+    project.runpytest_subprocess("-p", "no:cacheprovider", "-k", "smoke").assert_outcomes(passed=8)
     run_dir = (project.path / "reports/latest").resolve()
     (run_dir / "report.html").unlink()
     result = subprocess.run([sys.executable, "-m", "harness.cli", "report", str(run_dir), "--html"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == str(run_dir / "report.html")
     assert "smoke_invert" in (run_dir / "report.html").read_text()
     missing = subprocess.run([sys.executable, "-m", "harness.cli", "report", str(project.path)], capture_output=True, text=True)
-    assert missing.returncode == 4 and missing.stderr.strip().endswith("no matrix.json here (expected a reports/<run-id> directory)")
+    assert missing.returncode == 2 and missing.stderr.strip().endswith("no matrix.json here (expected a reports/<run-id> directory)")
 
 
 def test_ctrl_c_mid_run_leaves_a_readable_report(project):
@@ -173,15 +173,17 @@ def test_case_input_images_reach_loadimage_where_the_provider_takes_them(project
     (project.path / "cases/inputs.yaml").write_text(
         "cases:\n  - id: with_input\n    workflow: ../workflows/load_invert.json\n    images: [in_64x48.png]\n"
         "    outputs: {width: 64, height: 48}\n"
-        # Vast's api-wrapper takes input images only as URLs inside the workflow.
-        "    expect: {default: passed, vast-stock: invalid_input, vast-custom: invalid_input}\n")
-    project.runpytest_subprocess("-p", "no:cacheprovider", "-k", "with_input and not vast").assert_outcomes(passed=4)
+        # Vast's api-wrapper takes input images only as URLs inside the workflow; the Modal app takes only the workflow.
+        "    expect: {default: passed, vast-stock: invalid_input, vast-custom: invalid_input, modal-stock: invalid_input,"
+        " modal-custom: invalid_input}\n")
+    project.runpytest_subprocess("-p", "no:cacheprovider", "-k", "with_input and not vast and not modal").assert_outcomes(passed=4)
     by = cells(matrix(project))
     assert by[("with_input", "stock")]["images"][0]["width"] == 64
     assert by[("with_input", "runpod-custom")]["outcome"] == "passed"
     # Apart: the envelopes of a profile share one reference server, so a native upload would reach Vast too.
-    project.runpytest_subprocess("-p", "no:cacheprovider", "-k", "with_input and vast").assert_outcomes(passed=2)
+    project.runpytest_subprocess("-p", "no:cacheprovider", "-k", "with_input and (vast or modal)").assert_outcomes(passed=4)
     assert "in_64x48.png" in cells(matrix(project))[("with_input", "vast-stock")]["evidence"]["message"]
+    assert "in_64x48.png" in cells(matrix(project))[("with_input", "modal-stock")]["evidence"]["message"]
     assert by[("with_input", "stock")]["repro"].startswith("curl -sS -X POST http://127.0.0.1:")
     assert "/upload/image -F image=@" in by[("with_input", "stock")]["repro"]
     bad = project.path / "cases/inputs.yaml"

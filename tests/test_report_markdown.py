@@ -30,8 +30,10 @@ def test_existing_output_kept(seed_matrix):
     md = render_markdown(old_form(seed_matrix))
     assert md == render_markdown(seed_matrix)  # single attempts, no price: nothing added
     assert md.startswith(f"# Compatibility matrix — run {seed_matrix['run']['id']}\n")
-    assert "| case | stock | runpod-stock | vast-stock | custom | runpod-custom | vast-custom |" in md
-    assert "| denrisi_zimage | ❌ missing_node | ❌ missing_node | ⚠️ server_error | ✅ passed | ✅ passed | ✅ passed |" in md
+    assert ("| case | stock | runpod-stock | vast-stock | modal-stock | custom | runpod-custom | vast-custom | modal-custom |"
+            in md)
+    assert ("| denrisi_zimage | ❌ missing_node | ❌ missing_node | ❌ missing_node | ❌ missing_node | ✅ passed | ✅ passed "
+            "| ✅ passed | ✅ passed |" in md)
     assert "## Failures and remedies" in md and "### denrisi_zimage on stock: missing_node" in md
     assert "comfy node install controlaltai-nodes" in md and "```sh\ncurl " in md
     for absent in ("## Verdict", "## Drift", "## Reliability and cost"):

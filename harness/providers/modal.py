@@ -1,13 +1,9 @@
 """Modal: an app's own web endpoint, called as the endpoint's ``request`` says; by default modal-examples' comfyapp.
 
 A Modal app defines its web endpoint itself, so this provider is configured rather than fixed
-(``Endpoint.request``, every field optional):
-
-- ``path``: where the request is POSTed, relative to the endpoint URL (default: the URL itself);
-- ``body``: a JSON template. A string that is exactly ``"{{workflow}}"`` becomes the case's workflow,
-  and ``{{prompt}}`` inside a string becomes the text of the workflow's positive prompt;
-- ``response``: ``bytes`` (the reply is the image), ``json_base64`` or ``urls`` (a JSON reply whose
-  ``images`` path holds base64 strings or data URIs, or URLs to download).
+(``Endpoint.request``, every field optional: path, body template, response kind, images path and
+where failures land, read by ``mapping.RequestMapping``, which every kind fronting a team's own code
+shares).
 
 The defaults are modal-examples' comfyapp (06_gpu_and_ml/comfyui, ``endpoints.md`` §4): ``{"prompt":
 text}`` answered with the image's bytes. That app runs its own baked-in workflow with only the prompt
@@ -28,7 +24,7 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -49,12 +45,11 @@ from harness.providers.base import (
     transport_failures,
     with_retry_after,
 )
+from harness.providers.mapping import PROMPT, RequestMapping
 from harness.comfy.workflows import positive_prompt
 
 __all__ = ["COMFYAPP", "ModalProvider"]
 
-WORKFLOW = "{{workflow}}"
-PROMPT = "{{prompt}}"
 COMFYAPP: Mapping[str, Any] = {"path": "", "body": {"prompt": PROMPT}, "response": "bytes", "images": "images"}
 """The request settings of modal-examples' comfyapp, the defaults of every ``request`` field."""
 _SEE_OTHER = 303
@@ -65,24 +60,26 @@ _SUFFIXES = ((b"\x89PNG", ".png"), (b"\xff\xd8", ".jpg"), (b"RIFF", ".webp"))
 
 class ModalProvider(BaseProvider):
     kind = "modal"
+    defaults: ClassVar[Mapping[str, Any]] = COMFYAPP
+    """What an endpoint's ``request`` leaves out."""
 
     def __init__(self, endpoint) -> None:
         super().__init__(endpoint)
-        self.request = {**COMFYAPP, **(endpoint.request or {})}
-        self.sends_workflow = WORKFLOW in json.dumps(self.request["body"])
+        self.mapping = RequestMapping.from_spec(endpoint.request, self.defaults)
+        self.sends_workflow = self.mapping.sends_workflow
         """False for a prompt-only app such as comfyapp: it runs its own baked-in workflow, not the case's."""
 
     def request_body(self, workflow: dict, images: Sequence[Path] = ()) -> Any:
         # A workflow without a positive prompt still runs on a prompt-only app: its own workflow does.
         # Input images have no place in an app-defined body.
-        return _fill(self.request["body"], workflow, positive_prompt(workflow) or "")
+        return self.mapping.fill(workflow, positive_prompt(workflow) or "")
 
     def repro_path(self) -> str:
-        return self.request["path"]
+        return self.mapping.path
 
     def repro(self, body_file: str, images: Sequence[Path] = ()) -> str:
         # -L follows Modal's 303s past 150 s; an image reply goes to a file, not the terminal.
-        output = " -o modal-output" if self.request["response"] == "bytes" else ""
+        output = " -o modal-output" if self.mapping.response == "bytes" else ""
         return super().repro(body_file).replace("curl -sS", f"curl -sS -L{output}", 1)
 
     async def run(self, workflow: dict, *, deadline: float, outputs_dir: Path, images: Sequence[Path] = ()) -> RunRecord:
@@ -103,7 +100,7 @@ class ModalProvider(BaseProvider):
 
     async def _call(self, body: Any, deadline: float, redirects: list[str]) -> httpx.Response:
         """POST the request, then GET every 303's Location until an answer that is not a redirect."""
-        path = self.request["path"]
+        path = self.mapping.path
         with transport_failures(self.endpoint, f"POST {path or '/'}"):
             response = await self.client.post(path, json=body, timeout=self._timeout(deadline))
         while response.status_code == _SEE_OTHER and "location" in response.headers:
@@ -129,36 +126,39 @@ class ModalProvider(BaseProvider):
             return failure(Outcome.AUTH_ERROR, f"HTTP {status} from {doing}: the credentials were refused", http_status=status), []
         if status == 429:
             return with_retry_after(failure(Outcome.RATE_LIMITED, f"HTTP 429 from {doing}: rate limited", http_status=status), response.headers), []
+        body = _json_or_none(response)
+        mapped = self.mapping.failure(status, body) if body is not None else None
+        if mapped is not None:
+            return mapped, []
         if status >= 500:
             ran = "" if self.sends_workflow else "; the app ran its own baked-in workflow with the case's prompt text, not the case's workflow"
-            return failure(Outcome.SERVER_ERROR, f"HTTP {status} from {doing}: {response.text[:200]!r}: the app does not say why "
-                           f"(comfyapp keeps ComfyUI's reason in its container logs){ran}", http_status=status), []
+            logs = " (comfyapp keeps ComfyUI's reason in its container logs)" if self.kind == "modal" and not self.sends_workflow else ""
+            return failure(Outcome.SERVER_ERROR, f"HTTP {status} from {doing}: {response.text[:200]!r}: the app does not say why"
+                           f"{logs}{ran}", http_status=status), []
         if status != 200:
             return failure(Outcome.PROTOCOL_ERROR, f"HTTP {status} from {doing}: {response.text[:200]}", http_status=status), []
-        if self.request["response"] == "bytes":
+        if self.mapping.response == "bytes":
             if not response.content:
                 # comfyapp's infer() returns None when it finds no output file: 200 with an empty body.
                 return failure(Outcome.OUTPUT_INVALID, f"HTTP 200 with an empty body from {doing}: the app found no output image"), []
             return None, [_save(0, response.content, outputs_dir)]
-        try:
-            body = response.json()
-        except ValueError:
+        if body is None:
             return failure(Outcome.PROTOCOL_ERROR, f"HTTP 200 from {doing} is not JSON: {response.text[:200]}"), []
-        path = self.request["images"].split(".")
-        if not isinstance(body, dict) or path[0] not in body:
+        refs = self.mapping.image_refs(body)
+        if refs is None:
             # Not the reply the configured mapping describes (another app, or a wrong `images` path);
             # an app that ran and made nothing still answers the key, with nothing under it.
-            return failure(Outcome.PROTOCOL_ERROR, f"HTTP 200 from {doing} is not an object with {path[0]!r}: {response.text[:200]}"), []
-        refs = _pluck(body, path)
+            first = self.mapping.images.split(".")[0]
+            return failure(Outcome.PROTOCOL_ERROR, f"HTTP 200 from {doing} is not an object with {first!r}: {response.text[:200]}"), []
         if not refs:
-            return failure(Outcome.OUTPUT_INVALID, f"the reply of {doing} has no images at {self.request['images']!r}: {response.text[:200]}"), []
+            return failure(Outcome.OUTPUT_INVALID, f"the reply of {doing} has no images at {self.mapping.images!r}: {response.text[:200]}"), []
         return None, [await self._image(i, ref, outputs_dir) for i, ref in enumerate(refs)]
 
     async def _image(self, index: int, ref: Any, outputs_dir: Path) -> OutputImage:
         """One image of a JSON reply: decoded from base64, or downloaded from its URL."""
         if not isinstance(ref, str):
             raise TransportFailure(failure(Outcome.PROTOCOL_ERROR, f"image {index} of the reply is not a string: {excerpt(json.dumps(ref))}"))
-        if self.request["response"] == "json_base64":
+        if self.mapping.response == "json_base64":
             try:
                 data = base64.b64decode(ref.split(",", 1)[1] if ref.startswith("data:") else ref, validate=True)
             except binascii.Error as exc:
@@ -186,28 +186,12 @@ def _same_origin(url: httpx.URL, endpoint_url: str) -> bool:
     return (url.scheme, url.host, url.port) == (own.scheme, own.host, own.port)
 
 
-def _fill(template: Any, workflow: dict, prompt: str) -> Any:
-    """The request body: the template with the workflow and the prompt text put in."""
-    if template == WORKFLOW:
-        return workflow
-    if isinstance(template, str):
-        return template.replace(PROMPT, prompt)
-    if isinstance(template, Mapping):
-        return {key: _fill(value, workflow, prompt) for key, value in template.items()}
-    if isinstance(template, list):
-        return [_fill(value, workflow, prompt) for value in template]
-    return template
-
-
-def _pluck(value: Any, keys: list[str]) -> list[Any]:
-    """The values at a dotted path; a list met on the way is walked item by item."""
-    if isinstance(value, list):
-        return [found for item in value for found in _pluck(item, keys)]
-    if not keys:
-        return [value]
-    if isinstance(value, Mapping) and keys[0] in value:
-        return _pluck(value[keys[0]], keys[1:])
-    return []
+def _json_or_none(response: httpx.Response) -> Any:
+    """The decoded JSON body, or None for bytes, text and empty replies."""
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 def _save(index: int, data: bytes, outputs_dir: Path) -> OutputImage:

@@ -15,6 +15,11 @@ ComfyUI said into ``message``: node errors as indented JSON (parsed back for the
 execution error as the Python repr of ComfyUI's payload (``ast.literal_eval``). ComfyUI's reason is lost
 for a missing node class, a graph without outputs or a node without class_type ("ComfyUI node errors:
 {}"), and behind the wrapper's ``comfyui_job_id`` bug: those are ``server_error`` with evidence saying so.
+
+A PyWorker of the team's own (the endpoint has ``request:``, see ``mapping.py``) keeps the route service,
+``auth_data`` and queue, but its payload and reply are what ``request`` says: the payload is the body
+template filled in, POSTed to ``request.path`` (default ``/generate/sync``), and the reply is read
+through the same response mapping as any team's own code.
 """
 
 from __future__ import annotations
@@ -57,8 +62,13 @@ from harness.providers.base import (
     transport_failures,
     with_retry_after,
 )
+from harness.providers.mapping import WORKFLOW, RequestMapping, decode_image
+from harness.comfy.workflows import positive_prompt
 
-__all__ = ["VastProvider", "classify_result"]
+__all__ = ["OWN_WORKER", "VastProvider", "classify_result"]
+
+OWN_WORKER: Mapping[str, Any] = {"path": "/generate/sync", "body": {"workflow": WORKFLOW}, "response": "json_base64", "images": "image"}
+"""The defaults of an own PyWorker's ``request`` fields: the workflow in, a base64 image out."""
 
 COST = 100
 """The workload the comfyui-json worker counts per request, whatever the workflow."""
@@ -89,6 +99,8 @@ class VastProvider(BaseProvider):
         super().__init__(endpoint)
         # The worker is another host: it gets no endpoint headers (they carry the route service's key).
         self.worker_client = plain_client(self.client.timeout)
+        self.mapping = RequestMapping.from_spec(endpoint.request, OWN_WORKER) if endpoint.request is not None else None
+        """An own PyWorker's request and reply (``request:``); None for the comfyui-json worker."""
 
     @property
     def _flavour(self) -> str:
@@ -98,13 +110,15 @@ class VastProvider(BaseProvider):
         # The api-wrapper has no input images field (it ignores RunPod's): images reach it only as
         # URLs inside the workflow, which it downloads into input/ (providers.md, Vast (f)).
         payload = {"input": {"request_id": "", "workflow_json": workflow, "return_outputs_as_base64": True}}
+        if self.mapping is not None:
+            payload = self.mapping.fill(workflow, positive_prompt(workflow) or "")
         if self._flavour == "wrapper":
             return payload
         # Placeholder auth: what an UNSECURED worker accepts; a routed worker needs /route/'s fields here.
         return {"auth_data": self._unsigned(), "payload": payload}
 
     def repro_path(self) -> str:
-        return "/generate/sync"
+        return self.mapping.path if self.mapping is not None else "/generate/sync"
 
     def repro(self, body_file: str, images: Sequence[Path] = ()) -> str:
         """Through the route service it takes two steps: ask /route/ for a worker and its signature, then
@@ -118,7 +132,7 @@ class VastProvider(BaseProvider):
         fields = "{" + ", ".join(_AUTH_FIELDS) + "}"
         return (f"route=$(curl -sS -X POST {shlex.quote(route_url)} -H 'Content-Type: application/json' -d '{route_body}')"
                 f" && jq --argjson route \"$route\" '.auth_data = ($route | {fields})' {shlex.quote(body_file)}"
-                f" | curl -sS -X POST \"$(jq -r .url <<<\"$route\")/generate/sync\" -H 'Content-Type: application/json' --data-binary @-")
+                f" | curl -sS -X POST \"$(jq -r .url <<<\"$route\"){self.repro_path()}\" -H 'Content-Type: application/json' --data-binary @-")
 
     @staticmethod
     def _route_target(url: str) -> tuple[str, str]:
@@ -137,9 +151,9 @@ class VastProvider(BaseProvider):
             if self._flavour == "route":
                 worker, auth_data = await self._route(started, deadline)
                 body["auth_data"] = auth_data
-                client, url = self.worker_client, f"{worker.rstrip('/')}/generate/sync"
+                client, url = self.worker_client, f"{worker.rstrip('/')}{self.repro_path()}"
             else:
-                client, url = self.client, "/generate/sync"
+                client, url = self.client, self.repro_path()
             routed = time.monotonic()
             # One request that waits in the PyWorker's queue and runs: once sent, the job is the worker's.
             phase("execution")
@@ -195,6 +209,9 @@ class VastProvider(BaseProvider):
             result = response.json()
         except ValueError:
             result = None
+        if self.mapping is not None:
+            verdict, images = await self._own_outcome(response, result, outputs_dir)
+            return verdict, images, {}
         result = result if isinstance(result, Mapping) else {}
         verdict = with_retry_after(classify_result(response.status_code, result, response.text), response.headers)
         if verdict is not None:
@@ -207,6 +224,23 @@ class VastProvider(BaseProvider):
         if not images:
             return failure(Outcome.OUTPUT_INVALID, "the workflow ran but the wrapper returned no outputs (output: []; previews are not returned)"), [], result
         return None, images, result
+
+    async def _own_outcome(self, response: httpx.Response, body: Any, outputs_dir: Path) -> tuple[Classification | None, list[OutputImage]]:
+        """An own PyWorker's reply, read through its response mapping."""
+        doing = f"POST {self.repro_path()}"
+        verdict = self.mapping.classify(response.status_code, response.headers, body, response.text, doing)
+        if verdict is not None:
+            return verdict, []
+        refs = self.mapping.image_refs(body)
+        if refs is None:
+            return failure(Outcome.PROTOCOL_ERROR, f"HTTP 200 from {doing} is not an object with {self.mapping.images!r}: "
+                           f"{response.text[:200]}"), []
+        if not refs:
+            return failure(Outcome.OUTPUT_INVALID, f"the reply of {doing} has no images at {self.mapping.images!r}"), []
+        if self.mapping.response != "json_base64":
+            return failure(Outcome.PROTOCOL_ERROR, f"an own PyWorker's images must be base64 (response: json_base64), "
+                           f"not {self.mapping.response!r}"), []
+        return None, [decode_image(i, ref, outputs_dir) for i, ref in enumerate(refs)]
 
     async def _save(self, index: int, entry: Mapping[str, Any], outputs_dir: Path) -> OutputImage:
         filename = str(entry.get("filename") or f"output_{index}.png")

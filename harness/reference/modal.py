@@ -1,4 +1,5 @@
-"""A Modal envelope on the reference endpoint: modal-examples' comfyapp web endpoint (``endpoints.md`` §4).
+"""Modal envelopes on the reference endpoint: modal-examples' comfyapp web endpoint (``endpoints.md`` §4),
+and a team's own Modal app that takes the workflow JSON.
 
 ``add_modal_routes(app)`` adds ``POST /modal/{app}/`` (the app's URL, ``https://<workspace>--example-
 comfyui-comfyui-api.modal.run/``), next to the ComfyUI routes of the same app and over the same queue,
@@ -13,6 +14,14 @@ Modal's 150 s HTTP limit is reproduced: a call not done within ``hold`` seconds 
 the result or the next 303. Where §4 is silent this is inferred: the Location's form, Modal's proxy
 auth (``Modal-Key``/``Modal-Secret`` headers; a 401 whose body is not recorded) and FastAPI's 422s.
 
+``/modal-app/{app}/generate`` is the other pattern: a team's own FastAPI app on Modal in front of its
+ComfyUI (inferred, no recording; what such an app commonly does). It takes ``{"workflow": {...}}``,
+queues it as is and answers ``200 {"prompt_id", "images": [{"filename", "data": <base64>}],
+"node_errors"}`` (node_errors non-empty when ComfyUI accepted the prompt only in part); ComfyUI's
+refusal is passed through as ``400 {"error", "comfyui": <POST /prompt's 400 body>}``, an execution
+error as ``500 {"error", "execution_error": <ComfyUI's payload>}``. ``WORKFLOW_APP_REQUEST`` is the
+``request:`` that describes it to the modal provider. Modal's hold and 303s apply to it too.
+
 Settings come from the environment when the app is created: ``COMFY_REFERENCE_MODAL_HOLD`` (seconds
 before a 303; 150 as on Modal), ``COMFY_REFERENCE_MODAL_KEY`` and ``COMFY_REFERENCE_MODAL_SECRET``
 (when both are set, requests need them as ``Modal-Key``/``Modal-Secret``, else 401).
@@ -21,6 +30,7 @@ before a 303; 150 as on Modal), ``COMFY_REFERENCE_MODAL_KEY`` and ``COMFY_REFERE
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import uuid
@@ -33,9 +43,15 @@ from aiohttp import web
 from harness.reference.state import STATE, ServerState
 from harness.comfy.validator import validate_prompt
 
-__all__ = ["BAKED_WORKFLOW", "ModalSettings", "add_modal_routes"]
+__all__ = ["BAKED_WORKFLOW", "WORKFLOW_APP_PREFIX", "WORKFLOW_APP_REQUEST", "ModalSettings", "add_modal_routes"]
 
 PREFIX = "/modal/{app}"
+WORKFLOW_APP_PREFIX = "/modal-app/{app}"
+WORKFLOW_APP_REQUEST = {
+    "path": "/generate", "body": {"workflow": "{{workflow}}"}, "response": "json_base64", "images": "images.data",
+    "message": "error", "comfyui_error": "comfyui", "node_errors": "node_errors", "execution_error": "execution_error",
+}
+"""The endpoint ``request:`` of the workflow app: its template and where its reply keeps images and failures."""
 BAKED_WORKFLOW = Path(__file__).resolve().parents[2] / "workflows" / "sdxl_baseline.json"
 """comfyapp's ``workflow_api.json`` stand-in: the example's graph is also SDXL with text in node 6, SaveImage 9."""
 CALL_ID = "__modal_function_call_id"
@@ -89,6 +105,33 @@ async def comfyapp(state: ServerState, item: dict) -> bytes:
     return b""
 
 
+async def workflow_app(state: ServerState, workflow: dict) -> web.Response:
+    """The team app's ``/generate``: the workflow queued as is, ComfyUI's answers passed through."""
+    if state.rate_limited():
+        return state.too_many_requests()
+    prompt_id, number = str(uuid.uuid4()), state.number
+    state.number += 1
+    try:
+        valid = validate_prompt(workflow, state.catalogue, state.files(), flavour=state.profile.flavour)
+    except Exception:  # noqa: BLE001 - ComfyUI's handler raised: its plain 500, which the app reports as a 502
+        return web.json_response({"error": "ComfyUI answered 500 to POST /prompt"}, status=502)
+    if not valid.accepted:
+        return web.json_response({"error": "ComfyUI refused the workflow", "comfyui": valid.response_body(prompt_id, number)}, status=400)
+    state.queue.put((number, prompt_id, valid.prompt, {"client_id": uuid.uuid4().hex}, valid.outputs))
+    while (entry := state.queue.history.get(prompt_id)) is None:
+        await asyncio.sleep(_HISTORY_POLL)
+    for kind, data in entry["status"]["messages"]:
+        if kind in ("execution_error", "execution_interrupted"):
+            return web.json_response({"error": f"ComfyUI reported {kind}", kind: data}, status=500)
+    images = []
+    for node_output in (entry.get("outputs") or {}).values():
+        for ref in node_output.get("images", []):
+            path = state.storage.view_path(ref["filename"], ref.get("type", "output"), ref.get("subfolder"))
+            if ref.get("type", "output") == "output" and not isinstance(path, int):
+                images.append({"filename": ref["filename"], "data": base64.b64encode(path.read_bytes()).decode()})
+    return web.json_response({"prompt_id": prompt_id, "images": images, "node_errors": valid.node_errors})
+
+
 def _refused(request: web.Request) -> web.Response | None:
     settings = request.app[SETTINGS]
     if settings.key is None or settings.secret is None:
@@ -105,14 +148,21 @@ async def _answer(request: web.Request, call_id: str) -> web.Response:
     # asyncio.wait leaves the task running when it times out, as Modal keeps the function call going.
     done, _ = await asyncio.wait({task}, timeout=request.app[SETTINGS].hold)
     if not done:
-        raise web.HTTPSeeOther(f"{PREFIX.format(app=request.match_info['app'])}/?{CALL_ID}={call_id}")
+        # Back to the same function's URL: comfyapp's root, or the workflow app's /generate.
+        base = request.path if request.path.endswith("/generate") else f"{PREFIX.format(app=request.match_info['app'])}/"
+        raise web.HTTPSeeOther(f"{base}?{CALL_ID}={call_id}")
     del calls[call_id]
     if task.exception() is not None:
         return web.Response(status=500, text="Internal Server Error")
+    if isinstance(task.result(), web.Response):  # the workflow app's own answer
+        return task.result()
     return web.Response(body=task.result(), content_type="image/jpeg")
 
 
-async def api(request: web.Request) -> web.Response:
+async def _web_function(request: web.Request, call) -> web.Response:
+    """What a Modal web function does around its body: proxy auth, a 303's Location, the JSON body, then
+    the call held until it ends or the hold runs out. ``call(state, item)`` is the function's
+    coroutine, or the 422 FastAPI answers a body it refuses."""
     if (bad := _refused(request)) is not None:
         return bad
     call_id = request.query.get(CALL_ID)
@@ -127,11 +177,34 @@ async def api(request: web.Request) -> web.Response:
         item = await request.json()
     except ValueError:
         return web.json_response({"detail": [{"type": "json_invalid", "loc": ["body", 0], "msg": "JSON decode error"}]}, status=422)
+    started = call(request.app[STATE], item)
+    if isinstance(started, web.Response):
+        return started
+    call_id = f"fc-{uuid.uuid4().hex}"
+    request.app[CALLS][call_id] = asyncio.create_task(started)
+    return await _answer(request, call_id)
+
+
+def _comfyapp_call(state: ServerState, item: object):
     if not isinstance(item, dict):
         return web.json_response({"detail": [{"type": "dict_type", "loc": ["body"], "msg": "Input should be a valid dictionary"}]}, status=422)
-    call_id = f"fc-{uuid.uuid4().hex}"
-    request.app[CALLS][call_id] = asyncio.create_task(comfyapp(request.app[STATE], item))
-    return await _answer(request, call_id)
+    return comfyapp(state, item)
+
+
+def _workflow_app_call(state: ServerState, item: object):
+    if not isinstance(item, dict) or not isinstance(item.get("workflow"), dict):
+        return web.json_response({"detail": [{"type": "missing", "loc": ["body", "workflow"], "msg": "Field required"}]}, status=422)
+    return workflow_app(state, item["workflow"])
+
+
+async def api(request: web.Request) -> web.Response:
+    """comfyapp's ``POST /`` (or the GET of a 303's Location)."""
+    return await _web_function(request, _comfyapp_call)
+
+
+async def generate(request: web.Request) -> web.Response:
+    """The workflow app's ``POST /generate`` (or the GET of a 303's Location)."""
+    return await _web_function(request, _workflow_app_call)
 
 
 def add_modal_routes(app: web.Application, settings: ModalSettings | None = None) -> None:
@@ -150,3 +223,5 @@ def add_modal_routes(app: web.Application, settings: ModalSettings | None = None
     for path in (PREFIX, f"{PREFIX}/"):
         app.router.add_post(path, api)
         app.router.add_get(path, api)
+    app.router.add_post(f"{WORKFLOW_APP_PREFIX}/generate", generate)
+    app.router.add_get(f"{WORKFLOW_APP_PREFIX}/generate", generate)

@@ -8,7 +8,13 @@ validator and executor, the three hops a Vast client meets (``providers.md``, Va
 - ``POST /vast/worker/generate/sync``: vastai 1.9.1's PyWorker. ``{"auth_data", "payload"}``: 422 for
   missing fields, 401 (empty) for a bad signature, 429 (empty) when its queue is full, then one request at
   a time (``allow_parallel_requests=False``), the api-wrapper's status and body passed through;
-- ``POST /vast/wrapper/generate/sync``: comfyui-api-wrapper e1d04af itself, ``{"input": {...}}``, no auth.
+- ``POST /vast/wrapper/generate/sync``: comfyui-api-wrapper e1d04af itself, ``{"input": {...}}``, no auth;
+- ``POST /vast/own-worker/generate/sync``: a team's own PyWorker (the seed guide's "Option 2"; its shape,
+  not a recording) behind the same route service, auth_data and queue: the payload ``{"workflow": {...},
+  "output_format": "base64"}`` is answered ``{"status": "success", "image": <base64>, "metadata":
+  {"generation_time", "gpu_used"}}``, a failure as HTTP 200 ``{"status": "error", "error": <message>}``
+  with ComfyUI's ``node_errors`` or ``execution_error`` where it had them. The route service sends
+  endpoints whose name starts with ``own`` there; ``OWN_WORKER_REQUEST`` is their ``request:``.
 
 The wrapper's strings are reproduced from the recordings (``/work/shared/reference/providers/vast``):
 ComfyUI's 400 as "Generation failed: ComfyUI node errors: <node_errors, indented>" (``{}`` for a missing
@@ -46,7 +52,7 @@ from harness.reference.runpod_worker import COMFY_HOST
 from harness.reference.state import STATE, ServerState
 from harness.comfy.validator import validate_prompt
 
-__all__ = ["VastSettings", "add_vast_routes", "sign_url"]
+__all__ = ["OWN_WORKER_REQUEST", "VastSettings", "add_vast_routes", "sign_url"]
 
 PREFIX = "/vast"
 COMFYUI_INSTALL_PATH = "/opt/ComfyUI"
@@ -58,6 +64,12 @@ _BUG = 'Generation failed: "Result" object has no field "comfyui_job_id"'
 _BAD_GATEWAY = ("cannot connect", "failed to post workflow after", "network error", "connection refused",
                 "websocket timeout", "websocket failure", "timed out")
 _AUTH_FIELDS = ("cost", "endpoint", "reqnum", "request_idx", "signature", "url")
+OWN_WORKER_REQUEST = {
+    "path": "/generate/sync", "body": {"workflow": "{{workflow}}", "output_format": "base64"}, "response": "json_base64",
+    "images": "image", "status": "status", "success": ["success"], "message": "error", "node_errors": "node_errors",
+    "execution_error": "execution_error",
+}
+"""The endpoint ``request:`` of the own PyWorker: its payload and where its reply keeps the image and failures."""
 
 
 @dataclass
@@ -119,7 +131,7 @@ async def route(request: web.Request) -> web.Response:
         return web.json_response({"error": "invalid api key"}, status=401)
     if not isinstance(body.get("endpoint"), str):
         return web.json_response({"error": "endpoint missing"}, status=400)
-    url = f"{request.url.origin()}{PREFIX}/worker"
+    url = f"{request.url.origin()}{PREFIX}/{'own-worker' if body['endpoint'].startswith('own') else 'worker'}"
     reqnum = next(request.app[WORKER].reqnums)
     return web.json_response({
         "url": url, "reqnum": reqnum, "signature": sign_url(settings.key, url), "endpoint": body["endpoint"],
@@ -161,6 +173,17 @@ def _signed(settings: VastSettings, auth: dict) -> bool:
 
 
 async def worker_generate_sync(request: web.Request) -> web.Response:
+    """The comfyui-json PyWorker: the payload goes to the api-wrapper."""
+    return await _pyworker(request, lambda state, payload: generate_sync(state, payload, base64_header=False))
+
+
+async def own_worker_generate_sync(request: web.Request) -> web.Response:
+    """The team's own PyWorker: its handler talks to ComfyUI itself."""
+    return await _pyworker(request, own_handler)
+
+
+async def _pyworker(request: web.Request, handler) -> web.Response:
+    """What the vastai SDK's server does before and after a worker's handler: envelope, signature, queue."""
     try:
         body = await request.json()
     except ValueError:
@@ -175,11 +198,42 @@ async def worker_generate_sync(request: web.Request) -> web.Response:
     worker.held += 1
     try:
         async with worker.lock:
-            # Client headers are not forwarded to the wrapper: only the payload travels.
-            status, result = await generate_sync(request.app[STATE], body["payload"], base64_header=False)
+            # Client headers are not forwarded to the model server: only the payload travels.
+            status, result = await handler(request.app[STATE], body["payload"])
     finally:
         worker.held -= 1
     return _fastapi(status, result)
+
+
+async def own_handler(state: ServerState, payload: dict) -> tuple[int, dict]:
+    """The own PyWorker's handler: the workflow to ComfyUI, the first saved image back as base64."""
+    workflow = payload.get("workflow")
+    if not isinstance(workflow, dict):
+        return 400, {"status": "error", "error": "payload needs a 'workflow' object"}
+    started = time.monotonic()
+    prompt_id, number = str(uuid.uuid4()), state.number
+    state.number += 1
+    try:
+        valid = validate_prompt(workflow, state.catalogue, state.files(), flavour=state.profile.flavour)
+    except Exception:  # noqa: BLE001 - ComfyUI's handler raised: its plain 500
+        return 200, {"status": "error", "error": "ComfyUI answered 500 to POST /prompt"}
+    if not valid.accepted:
+        return 200, {"status": "error", "error": str((valid.error or {}).get("message")), "node_errors": valid.node_errors}
+    state.queue.put((number, prompt_id, valid.prompt, {"client_id": uuid.uuid4().hex}, valid.outputs))
+    while (entry := state.queue.history.get(prompt_id)) is None:
+        await asyncio.sleep(_HISTORY_POLL)
+    for kind, data in entry["status"]["messages"]:
+        if kind == "execution_error":
+            return 200, {"status": "error", "error": f"execution failed: {data['exception_message'].strip()}", "execution_error": data}
+    for node_output in (entry.get("outputs") or {}).values():
+        for ref in node_output.get("images", []):
+            path = state.storage.view_path(ref["filename"], ref.get("type", "output"), ref.get("subfolder"))
+            if ref.get("type") == "output" and not isinstance(path, int):
+                # The reference's one device is its CPU, as /system_stats says.
+                return 200, {"status": "success", "image": base64.b64encode(path.read_bytes()).decode(),
+                             "metadata": {"generation_time": round(time.monotonic() - started, 3), "gpu_used": "cpu"}}
+    # A worker that ignores node_errors, as most do: a partial acceptance comes back as no image.
+    return 200, {"status": "error", "error": "ComfyUI produced no image"}
 
 
 # --- comfyui-api-wrapper e1d04af ------------------------------------------------------------------------
@@ -303,3 +357,4 @@ def add_vast_routes(app: web.Application, settings: VastSettings | None = None) 
     app.router.add_post(f"{PREFIX}/route/", route)
     app.router.add_post(f"{PREFIX}/worker/generate/sync", worker_generate_sync)
     app.router.add_post(f"{PREFIX}/wrapper/generate/sync", wrapper_generate_sync)
+    app.router.add_post(f"{PREFIX}/own-worker/generate/sync", own_worker_generate_sync)

@@ -31,6 +31,7 @@ from harness.run.preflight import preflight
 from harness.run.secrets import redact, remember, scrub
 from harness.providers.base import BaseProvider, OutputImage, RunRecord, Timings, failure, watching
 from harness.providers.comfyui import ComfyUIProvider
+from harness.providers.http import HTTPProvider
 from harness.providers.modal import ModalProvider
 from harness.providers.runpod import RunPodProvider
 from harness.providers.vast import VastProvider
@@ -47,7 +48,7 @@ _INTRODUCTION_EXTRA_S = 5.0
 catalogue is ~5 MB, seconds even over a slow link."""
 
 PROVIDERS: dict[str, type[BaseProvider]] = {"comfyui": ComfyUIProvider, "runpod": RunPodProvider, "vast": VastProvider,
-                                             "modal": ModalProvider}
+                                             "modal": ModalProvider, "http": HTTPProvider}
 """Endpoint kind → provider class."""
 
 T = TypeVar("T")
@@ -351,7 +352,7 @@ def _evidence(verdict: Classification | None, prediction: Classification | None)
     if (verdict.outcome is Outcome.MISSING_NODE and not verdict.hidden
             and prediction is not None and prediction.outcome is Outcome.MISSING_NODE):
         predicted = prediction.evidence.to_dict()
-        for key in ("missing_classes", "packages", "message", "hint"):  # the hint installs every pack, not the first's
+        for key in ("missing_classes", "packages", "message"):
             if predicted.get(key):
                 evidence[key] = predicted[key]
     return evidence
