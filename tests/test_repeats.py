@@ -1,15 +1,17 @@
 """Repeats that execute: a measured attempt varies every seed-like input with a value unique to the run
-and the attempt, so ComfyUI's cache (the reference endpoint's, a copy of the classic one) cannot serve
+and the attempt, so ComfyUI's cache (the reference endpoint's, classic or ``--cache-lru``) cannot serve
 it; ``--repeat-identical`` sends attempts as written; wholly cached attempts are counted and kept out of
 latency and cost. End to end over loopback, two runs after one another against the same server."""
 
 from __future__ import annotations
 
 import httpx
+import pytest
 
-from conftest import cells, load_json, matrix
+from conftest import cells, load_json, matrix, wait_history
 from harness.comfy.workflows import seed_inputs, vary_seeds
 from harness.providers.base import Timings
+from harness.reference.profile import Profile
 from harness.run.outcomes import Outcome
 from harness.run.stats import Attempt, cell_cost, cell_stats
 
@@ -98,3 +100,35 @@ def test_the_ini_twin_and_a_workflow_with_nothing_to_vary(project, reference_end
 
     project.path.joinpath("pytest.ini").write_text(project.path.joinpath("pytest.ini").read_text() + "comfy_repeat_identical = true\n")
     assert run_sdxl(project, "--repeat=2")["stats"]["repeats"]["note"].startswith("--repeat-identical")
+
+
+def submit(url: str, workflow: dict) -> list[str]:
+    """POST /prompt and wait: the nodes the run's execution_cached named."""
+    prompt_id = httpx.post(f"{url}/prompt", json={"prompt": workflow}).json()["prompt_id"]
+    with httpx.Client(base_url=url) as client:
+        entry = wait_history(client, prompt_id)
+    return next(m[1]["nodes"] for m in entry["status"]["messages"] if m[0] == "execution_cached")
+
+
+def seeded(seed: int) -> dict:
+    return {**SDXL, SAMPLER: {**SDXL[SAMPLER], "inputs": {**SDXL[SAMPLER]["inputs"], "seed": seed}}}
+
+
+@pytest.mark.parametrize(("cache_lru", "third_cached"), [(0, False), (64, True)])
+def test_the_reference_cache_keeps_earlier_prompts_as_comfyuis_does(reference_endpoint, cache_lru, third_cached):
+    """Classic (the default) keeps only what the next prompt reuses, so A, B, A runs A twice (as recorded
+    in front of a real 0.3.64); ``--cache-lru`` keeps A's outputs, so the third prompt is a cache hit."""
+    url = reference_endpoint(Profile.builtin("stock").replace(cache_lru=cache_lru)).url
+    assert SAMPLER not in submit(url, seeded(1))
+    assert SAMPLER not in submit(url, seeded(2))
+    assert (len(submit(url, seeded(1))) == len(SDXL)) is third_cached
+
+
+def test_seeds_unique_to_the_run_execute_even_where_the_cache_keeps_earlier_prompts(project, reference_endpoint):
+    url = reference_endpoint(Profile.builtin("stock").replace(cache_lru=64)).url
+    (project.path / "endpoints.yaml").write_text(f"endpoints:\n  ref:\n    url: {url}\n")
+    first = run_sdxl(project, "--repeat=3")
+    second = run_sdxl(project, "--repeat=3")
+    assert sampler_runs(url) == 6 and not any(a["wholly_cached"] for c in (first, second) for a in c["attempts"])
+    # What a value repeated from the last run would have met: run 1's first attempt, sent again, is a cache hit.
+    assert len(submit(url, seeded(first["attempts"][0]["seeds"]["3.seed"]))) == len(SDXL)

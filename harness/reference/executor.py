@@ -7,7 +7,8 @@ Event order per prompt, as recorded in fixtures/captures/stock/ws_run_*.json: ``
 ``execution_interrupted``, the queue's ``status`` and a final ``executing`` with ``node: null``.
 
 ``capacity`` (profile) sets how many prompt workers take prompts from the queue. With 1, the default,
-this is ComfyUI: one worker, prompts one at a time in queue order, the node cache kept between prompts.
+this is ComfyUI: one worker, prompts one at a time in queue order, the node cache kept between prompts
+(classic, or LRU with the profile's ``cache_lru``).
 With N > 1 (modelling N GPUs behind one queue) each worker runs its prompt with a fresh cache, i.e.
 without caching between prompts: a shared cache would have concurrent prompts evict each other's
 entries (``clean_unused`` drops what the *current* prompt does not name), and a per-worker cache would
@@ -79,7 +80,7 @@ class Executor:
         self.queue = queue
         self.hub = hub
         shared_cache = profile.capacity == 1
-        self.workers = [Worker(i, NodeCache() if shared_cache else None) for i in range(profile.capacity)]
+        self.workers = [Worker(i, NodeCache(profile.cache_lru) if shared_cache else None) for i in range(profile.capacity)]
         self._latency_rng = profile.rng("latency")
         # Output nodes write files off the event loop, one thread per prompt slot: asyncio's default
         # pool (6 threads on 2 cores) would queue the saves of 16 prompts finishing together.

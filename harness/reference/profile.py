@@ -147,6 +147,9 @@ class Profile:
     capacity: int = 1
     """Prompts executing at once. 1 is ComfyUI (one prompt worker, its cache); N > 1 runs N workers
     without the node cache (see executor.py)."""
+    cache_lru: int = 0
+    """0: ComfyUI's default (classic) cache, which keeps only what the next prompt reuses; N: its
+    ``--cache-lru N``, which keeps outputs of earlier prompts too (cache.py)."""
     latency: Latency | None = None
     inject: Injection = Injection()
     seed: int | None = None
@@ -205,6 +208,7 @@ class Profile:
             class_seconds=dict(execution.get("class_seconds", {})),
             failures=tuple(FailureRule(**rule) for rule in execution.get("failures", ())),
             capacity=execution.get("capacity", 1),
+            cache_lru=execution.get("cache_lru", 0),
             latency=Latency(**execution["latency"]) if "latency" in execution else None,
             inject=Injection(**execution.get("inject", {})),
             seed=execution.get("seed"),
