@@ -1,4 +1,4 @@
-"""What every provider must do alike, asked of all four kinds with the same inputs: nothing listening
+"""What every provider must do alike, asked of all five kinds with the same inputs: nothing listening
 is ``unreachable`` within seconds; a wrong key is ``auth_error`` and the right one passes (the key
 from the environment); a malformed reply is a ``protocol_error`` with the reply in the evidence,
 never a crash or a pass."""
@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from conftest import load_json, outcome, run_provider
+from harness.reference.modal import WORKFLOW_APP_REQUEST
 from harness.run.outcomes import Outcome
 
 SMOKE = load_json("workflows/smoke_invert.json")
@@ -28,6 +29,7 @@ KINDS = {
     "runpod": {},
     "vast": {"flavour": "worker"},
     "modal": {"request": {"response": "json_base64"}},
+    "http": {},
 }
 
 
@@ -37,7 +39,12 @@ ENVELOPES = {
     "vast": ("/vast/my-comfy", {"COMFY_REFERENCE_VAST_API_KEY": "right"}, {"Authorization": "Bearer ${TEST_KEY}"}),
     "modal": ("/modal/comfyapp", {"COMFY_REFERENCE_MODAL_KEY": "right", "COMFY_REFERENCE_MODAL_SECRET": "s"},
               {"Modal-Key": "${TEST_KEY}", "Modal-Secret": "s"}),
+    # A plain HTTP wrapper: the reference's own Modal app, which checks the same proxy keys.
+    "http": ("/modal-app/app", {"COMFY_REFERENCE_MODAL_KEY": "right", "COMFY_REFERENCE_MODAL_SECRET": "s"},
+             {"Modal-Key": "${TEST_KEY}", "Modal-Secret": "s"}),
 }
+OPTIONS = {"http": {"request": WORKFLOW_APP_REQUEST}}
+"""What else an envelope's endpoint needs: how the team's own app is called."""
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -54,10 +61,11 @@ async def test_a_wrong_key_is_auth_error_and_the_right_one_passes(kind, referenc
         monkeypatch.setenv(name, value)
     srv = reference_endpoint("stock")
     monkeypatch.setenv("TEST_KEY", "wrong")
-    refused = await run_provider(kind, srv.url + path, SMOKE, tmp_path, headers=headers)
+    options = OPTIONS.get(kind, {})
+    refused = await run_provider(kind, srv.url + path, SMOKE, tmp_path, headers=headers, **options)
     assert outcome(refused) is Outcome.AUTH_ERROR and refused.classification.evidence.http_status == 401
     monkeypatch.setenv("TEST_KEY", "right")
-    assert outcome(await run_provider(kind, srv.url + path, SMOKE, tmp_path, headers=headers)) is Outcome.PASSED
+    assert outcome(await run_provider(kind, srv.url + path, SMOKE, tmp_path, headers=headers, **options)) is Outcome.PASSED
 
 
 @pytest.fixture
