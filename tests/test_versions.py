@@ -145,3 +145,43 @@ def test_a_cycle_recurses_into_the_limit_on_0_3_64_and_is_named_on_0_33_0():
     new = validate_prompt(cycle, STOCK_0_33_0, flavour=Flavour.V0_33_0).node_errors
     assert {n: e["errors"][0]["details"] for n, e in new.items()} == {
         n: "2 (ImageInvert) -> 1 (ImageInvert) -> 2 (ImageInvert)" for n in ("2", "1")}
+
+
+def test_the_default_run_can_answer_as_0_33_0_and_says_so(project):
+    result = project.runpytest("-p", "no:cacheprovider", "--reference-version=0.33.0", "-k", "denrisi_zimage and not modal")
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(["*embedded reference (stock, custom) answering as ComfyUI 0.33.0*"])
+    data = matrix(project)
+    assert {e["name"]: e["modelled"]["comfyui_version"] for e in data["endpoints"]} == {
+        name: "0.33.0" for name in ("stock", "runpod-stock", "vast-stock", "modal-stock", "custom", "runpod-custom",
+                                    "vast-custom", "modal-custom")}
+    denrisi = cells(data)[("denrisi_zimage", "stock")]
+    assert denrisi["outcome"] == denrisi["predicted"] == "missing_node"
+    assert denrisi["evidence"]["predicted_with"]["comfyui_version"] == "0.33.0"
+
+
+def _execution_error(entry: dict) -> dict | str:
+    """A history entry's execution_error (what a report shows of it), or its status when it has none."""
+    for kind, data in entry["status"]["messages"]:
+        if kind == "execution_error":
+            return {k: data[k] for k in ("node_id", "node_type", "exception_type", "exception_message", "traceback")}
+    return entry["status"]["status_str"]
+
+
+# What 0.33.0 accepts and then runs differently: recorded POST and its /history.
+@pytest.mark.parametrize("post, history", [
+    ("v3_autogrow_beyond_max", "history_v3_autogrow_beyond_max"),
+    ("v3_dynamiccombo_invalid_key", "history_v3_dynamiccombo_invalid_key"),
+    ("v3_dynamiccombo_missing_selector", "history_v3_dynamiccombo_missing_selector"),
+    ("v3_autogrow_gap", "history_v3_autogrow_gap"),
+    ("prompt_j_exec_error_accepted", "history_j_exec_error"),  # ImageBatch pads a 3-channel image now
+])
+def test_the_reference_runs_what_0_33_0_accepts_as_0_33_0_does(post, history, reference_endpoint):
+    from conftest import load_json, wait_history
+
+    server = reference_endpoint(load_profile("stock", "0.33.0").replace(models={}))
+    recorded = load_json(f"fixtures/captures/0.33.0/stock/{history}.json")["body"]
+    with httpx.Client(base_url=server.url) as client:
+        answer = client.post("/prompt", json=load_json(f"fixtures/captures/0.33.0/stock/{post}.json")["request"]["json"])
+        entry = wait_history(client, answer.json()["prompt_id"])
+    assert _execution_error(entry) == _execution_error(next(iter(recorded.values())))

@@ -198,7 +198,7 @@ class Executor:
         if run.client_id is not None:
             worker.last_node_id = node_id
             self.hub.send("executing", {"node": node_id, "display_node": node_id, "prompt_id": run.prompt_id}, run.client_id)
-        call = NodeCall(node_id, node, inputs, self.storage, run.prompt, run.extra_data)
+        call = NodeCall(node_id, node, inputs, self.storage, run.prompt, run.extra_data, self.profile.flavour)
         try:
             seconds = run.node_seconds if run.node_seconds is not None else self.profile.seconds_for(class_type)
             await self._work(worker, seconds)

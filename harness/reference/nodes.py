@@ -18,7 +18,9 @@ from typing import Any
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from harness.comfy.catalogue import NodeClass
-from harness.reference.failures import NodeFailure, frame
+from harness.comfy.dynamic import AUTOGROW, DYNAMIC_COMBO, node_inputs
+from harness.comfy.validator import Flavour
+from harness.reference.failures import RUN_FRAMES_0_33_0, V3_CALL_FRAMES, NodeFailure, frame
 from harness.reference.storage import Storage
 
 __all__ = ["Handle", "NodeCall", "Pixels", "format_value", "run_node"]
@@ -72,6 +74,8 @@ class NodeCall:
     storage: Storage
     prompt: Mapping[str, Any]
     extra_data: Mapping[str, Any]
+    flavour: Flavour = Flavour.V0_3_64
+    """The ComfyUI release the server answers as: 0.33.0 runs some nodes differently."""
 
     def number(self, name: str) -> Any:
         """An input's value, or the catalogue default when a link delivered nothing the reference tracks."""
@@ -133,6 +137,9 @@ def _join_alpha(call: NodeCall) -> Result:
 
 def _image_batch(call: NodeCall) -> Result:
     first, second = call.inputs["image1"], call.inputs["image2"]
+    if call.flavour is Flavour.V0_33_0:
+        # 0.33.0's ImageBatch pads the image with fewer channels (history_j_exec_error: success, 2 images).
+        return (replace(first, batch=first.batch + second.batch, channels=max(first.channels, second.channels)),), None
     if first.channels != second.channels:
         # nodes.ImageBatch rescales image2 to image1's size, then torch.cat fails on the channel count.
         raise NodeFailure(
@@ -265,6 +272,28 @@ _BEHAVIOURS: dict[str, Callable[[NodeCall], Result]] = {
 }
 
 
+def _v3_call(call: NodeCall) -> None:
+    """0.33.0: what calling a V3 node's ``execute`` raises for dynamic inputs validation let through.
+
+    Validation checks only the inputs the prompt's own dynamic inputs expand to, so a slot beyond an
+    Autogrow's maximum reaches ``execute`` as an unexpected keyword, and a required DynamicCombo whose key
+    is absent or no option never reaches it (history_v3_autogrow_beyond_max, _dynamiccombo_invalid_key).
+    """
+    given = call.prompt[call.node_id]["inputs"]
+    declared, _ = node_inputs(call.node, given)
+    grown = {spec.name for spec in call.node.inputs.values() if spec.type == AUTOGROW}
+    for name in given:
+        if name.split(".")[0] in grown and name not in declared:
+            raise NodeFailure("TypeError", f"{call.node.name}.execute() got an unexpected keyword argument '{name}'",
+                              V3_CALL_FRAMES, RUN_FRAMES_0_33_0)
+    for spec in call.node.inputs.values():
+        if spec.type == DYNAMIC_COMBO and spec.category == "required" and spec.name not in declared:
+            raise NodeFailure("TypeError", f"{call.node.name}.execute() missing 1 required positional argument: '{spec.name}'",
+                              V3_CALL_FRAMES, RUN_FRAMES_0_33_0)
+
+
 def run_node(call: NodeCall) -> Result:
     """Compute a node's outputs and UI; raises NodeFailure where the real node would raise."""
+    if call.flavour is Flavour.V0_33_0 and call.node.v3:
+        _v3_call(call)
     return _BEHAVIOURS.get(call.node.name, _passthrough)(call)

@@ -122,8 +122,11 @@ class MatrixWriter:
             self._write()
 
     def add_endpoint(self, endpoint: Endpoint, provenance: dict | None, catalogue_source: str | None,
-                     fingerprint: dict | None = None) -> None:
+                     fingerprint: dict | None = None, modelled: dict | None = None) -> None:
         """Record an endpoint and, when it gave one, its fingerprint (``fingerprints/<name>.json``).
+
+        ``modelled`` is the ComfyUI release its predictions and conversions are modelled on
+        (``Modelled.to_dict()``: comfyui_version, frontend, reason), once it has introduced itself.
 
         Recording an endpoint again replaces its entry in place: the engine lists every endpoint first
         (the column order) and fills each in when it has introduced itself.
@@ -139,6 +142,7 @@ class MatrixWriter:
             "name": endpoint.name, "kind": endpoint.kind, "url": endpoint.public_url,
             "profile": endpoint.profile, "provenance": provenance, "catalogue": catalogue_source,
             "fingerprint": fingerprint_file, "price_per_gpu_hour": endpoint.price_per_gpu_hour, "cost": None,
+            "modelled": modelled,
         }
         with self._lock:
             listed = self.matrix["endpoints"]
