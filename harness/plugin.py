@@ -9,17 +9,21 @@ reference endpoint with the ``stock`` and ``custom`` profiles and targets both.
 from __future__ import annotations
 
 import concurrent.futures
+import glob
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from harness import exitcodes
+
 from harness.run.cases import Case, Suite, cases_from_workflows, load_case_files
 from harness.run.cells import Cell
 from harness.report.conclusions import conclude, summary_lines
 from harness.report.drift import load_run
-from harness.run.endpoints import Endpoint, VerdictSpec, load_endpoints_file, load_verdict_spec, parse_endpoint_option
+from harness.run.endpoints import (Endpoint, VerdictSpec, check_all_secrets, load_endpoints_file, load_verdict_spec,
+                                   parse_endpoint_option)
 from harness.run.engine import Engine, EngineThread
 from harness.errors import ConfigError, HarnessError
 from harness.report.matrix import MatrixWriter, ReportWriteError, check_writable, new_run_id
@@ -39,6 +43,11 @@ REFERENCE_ENVELOPES: tuple[tuple[str, str, str], ...] = (
     ("modal-{profile}", "modal", "/modal-app/{profile}"),
 )
 _RUN: pytest.StashKey[CompatRun] = pytest.StashKey()
+PATH_OPTIONS = ("--workflows", "--endpoints-file", "--report-dir", "--compare-to")
+# pytest's -k grammar has no '@', which every cell's test id has (``smoke_invert@stock``). The ids stay
+# (they are names in users' JUnit and Allure history); -k's '@' is read as this token instead, and every
+# cell carries its id spelt with it as an extra keyword. '+' is an identifier character of -k.
+_AT = "+at+"
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,10 @@ class Settings:
     workflows: Path | None
     cases: tuple[Path, ...]
     report_dir: Path
+    unmatched_cases: tuple[str, ...] = ()
+    """``comfy_cases`` globs that matched no file: an error once the cases are read."""
+    exit_codes: str = "v2"
+    """``v2`` (harness.exitcodes' table) or ``legacy`` (the verdict's 0/1/2 alone)."""
     repeat: int = 1
     repeat_identical: bool = False
     """Send repeats as written instead of varying their seeds (to measure the endpoint's cache)."""
@@ -61,15 +74,15 @@ class Settings:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("comfy-compat", "ComfyUI workflow compatibility")
+    group = parser.getgroup("comfy-compat", "ComfyUI workflow compatibility (write path options as --opt=PATH)")
     group.addoption("--endpoint", action="append", dest="comfy_endpoint", default=None, metavar="[NAME=]URL",
                     help="ComfyUI endpoint to test; repeatable. ini: comfy_endpoints. "
                          "Default: the embedded reference endpoint (profiles stock and custom).")
-    group.addoption("--endpoints-file", dest="comfy_endpoints_file", default=None, metavar="YAML",
+    group.addoption("--endpoints-file", dest="comfy_endpoints_file", default=None, metavar="PATH",
                     help="Named endpoints with kind, url, headers (${ENV_VAR} secrets), timeouts. ini: comfy_endpoints_file.")
-    group.addoption("--workflows", dest="comfy_workflows", default=None, metavar="DIR",
+    group.addoption("--workflows", dest="comfy_workflows", default=None, metavar="PATH",
                     help="Replay every *.json API workflow in DIR, expecting passed, instead of the case files. ini: comfy_workflows.")
-    group.addoption("--report-dir", dest="comfy_report_dir", default=None, metavar="DIR",
+    group.addoption("--report-dir", dest="comfy_report_dir", default=None, metavar="PATH",
                     help="Where reports/<run-id>/ and reports/latest go (default: reports). ini: comfy_report_dir.")
     group.addoption("--repeat", dest="comfy_repeat", type=int, default=None, metavar="N",
                     help="Attempts per cell (a case's own `repeat` wins); cells then report success rate and "
@@ -84,11 +97,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--baseline", dest="comfy_baseline", default=None, metavar="ENDPOINT",
                     help="Go/no-go verdict: the endpoint production runs on now. ini: comfy_baseline.")
     group.addoption("--candidate", dest="comfy_candidate", default=None, metavar="ENDPOINT",
-                    help="Go/no-go verdict: the endpoint to move to; the exit status becomes the verdict's "
-                         "(0 GO, 1 NO-GO, 2 undecidable). ini: comfy_candidate.")
-    group.addoption("--compare-to", dest="comfy_compare_to", default=None, metavar="RUN_DIR|previous",
-                    help="Report drift against an earlier run (`previous`: the newest other run in the report "
+                    help="Go/no-go verdict: the endpoint to move to; NO-GO exits 10, UNDECIDABLE 11 (see "
+                         "--exit-codes). ini: comfy_candidate.")
+    group.addoption("--compare-to", dest="comfy_compare_to", default=None, metavar="PATH|previous",
+                    help="Report drift against an earlier run (`previous`: the newest other complete run in the report "
                          "directory). ini: comfy_compare_to.")
+    group.addoption("--exit-codes", dest="comfy_exit_codes", default=None, choices=exitcodes.SCHEMES,
+                    help=f"v2 (default) or legacy (the verdict's 0 GO/1 NO-GO/2 UNDECIDABLE alone, as before v2; a GO "
+                         f"run with failing cells then exits 0). v2 {exitcodes.table_text()}. ini: comfy_exit_codes.")
     parser.addini("comfy_endpoints", "Endpoints to test, one [NAME=]URL per line.", type="linelist", default=[])
     parser.addini("comfy_endpoints_file", "Endpoints YAML file.", default="")
     parser.addini("comfy_workflows", "Directory of API workflows to replay instead of the case files.", default="")
@@ -100,10 +116,43 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("comfy_baseline", "Verdict baseline endpoint.", default="")
     parser.addini("comfy_candidate", "Verdict candidate endpoint.", default="")
     parser.addini("comfy_compare_to", "Run directory (or `previous`) to report drift against.", default="")
+    parser.addini("comfy_exit_codes", "Exit status scheme: v2 or legacy (see --exit-codes).", default="v2")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, args: list[str]) -> None:
+    """Stop at once when a path option written with a space misled pytest's choice of rootdir and ini file.
+
+    pytest picks its rootdir and ini file from the command line's paths before this plugin's options are
+    known, so ``--workflows ~/flows`` reads ``~/flows`` as a test path: with it outside the project,
+    pytest.ini is not found and the project's own tests/ would run instead of the cases. Where the
+    choice comes out the same without the value, the option works as written.
+    """
+    spaced = [(opt, args[i + 1]) for i, opt in enumerate(args[:-1]) if opt in PATH_OPTIONS and Path(args[i + 1]).exists()]
+    if spaced and _setup_without(early_config) != (early_config.rootpath, early_config.inipath):
+        opt, value = spaced[0]
+        raise pytest.UsageError(f"{opt} {value}: pytest read it as a test path before comfy-compat was loaded, so its "
+                                f"rootdir and ini file would be wrong and other tests would run; write {opt}={value}")
+
+
+def _setup_without(config: pytest.Config) -> tuple[Path, Path | None] | None:
+    """The rootdir and ini file pytest would pick from the command line's real test paths; None if unknown."""
+    from _pytest.config.findpaths import determine_setup  # no public API tells how pytest chose them
+
+    ns = config.known_args_namespace
+    try:
+        rootpath, inipath, *_ = determine_setup(
+            inifile=ns.inifilename, override_ini=ns.override_ini, args=ns.file_or_dir,
+            rootdir_cmd_arg=ns.rootdir or None, invocation_dir=config.invocation_params.dir)
+    except TypeError:  # another pytest's signature: assume the worst, the value did mislead it
+        return None
+    return rootpath, inipath
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "compat(case, endpoint): a compatibility cell; set by the plugin on every case × endpoint.")
+    if "@" in (config.option.keyword or ""):
+        config.option.keyword = config.option.keyword.replace("@", _AT)
     run = CompatRun(_settings(config))
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None and "comfy_compat_run_id" in workerinput:
@@ -119,7 +168,7 @@ def _settings(config: pytest.Config) -> Settings:
 
     def path(flag: str, ini: str) -> Path | None:
         value = config.getoption(flag) or config.getini(ini)
-        return (root / value) if value else None
+        return (root / Path(value).expanduser()) if value else None
 
     def value(flag: str, ini: str) -> str | None:
         return config.getoption(flag) or config.getini(ini) or None
@@ -132,20 +181,31 @@ def _settings(config: pytest.Config) -> Settings:
     if repeat < 1:
         raise pytest.UsageError(f"--repeat {repeat}: expected at least 1 attempt per cell")
     compare_to = value("comfy_compare_to", "comfy_compare_to")
+    patterns = config.getini("comfy_cases")
+    globbed = {pattern: sorted(Path(p) for p in glob.glob(str(root / Path(pattern).expanduser()), recursive=True))
+               for pattern in patterns}
     return Settings(
         endpoints=tuple(config.getoption("comfy_endpoint") or config.getini("comfy_endpoints")),
         endpoints_file=path("comfy_endpoints_file", "comfy_endpoints_file"),
         workflows=path("comfy_workflows", "comfy_workflows"),
-        cases=tuple(p for pattern in config.getini("comfy_cases") for p in sorted(root.glob(pattern))),
+        cases=tuple(p for paths in globbed.values() for p in paths),
+        unmatched_cases=tuple(pattern for pattern, paths in globbed.items() if not paths),
+        exit_codes=_exit_codes(value("comfy_exit_codes", "comfy_exit_codes")),
         report_dir=path("comfy_report_dir", "comfy_report_dir") or root / "reports",
         repeat=repeat,
         repeat_identical=bool(value("comfy_repeat_identical", "comfy_repeat_identical")),
         cold_start=bool(value("comfy_cold_start", "comfy_cold_start")),
         baseline=value("comfy_baseline", "comfy_baseline"),
         candidate=value("comfy_candidate", "comfy_candidate"),
-        compare_to=compare_to if compare_to in (None, "previous") else str(root / compare_to),
+        compare_to=compare_to if compare_to in (None, "previous") else str(root / Path(compare_to).expanduser()),
         alluredir=config.getoption("allure_report_dir", None),
     )
+
+
+def _exit_codes(scheme: str | None) -> str:
+    if scheme not in (None, *exitcodes.SCHEMES):
+        raise pytest.UsageError(f"comfy_exit_codes: expected one of {', '.join(exitcodes.SCHEMES)}, got {scheme!r}")
+    return scheme or "v2"
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -162,6 +222,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             except HarnessError as exc:
                 raise pytest.UsageError(str(exc)) from None
             if config.pluginmanager.hasplugin("dsession"):  # the xdist controller: workers run the cells
+                run.selection = _selected_by_options(config)  # it collects nothing itself
                 run.start_controller()
             return
 
@@ -224,21 +285,96 @@ def _attach_to_allure(cell: Cell) -> None:
     """
     import allure
 
+    # The parameter's default value is the repr of the (Case, endpoint) pair pytest was given.
+    allure.dynamic.parameter("compat_cell", f"{cell.case}@{cell.endpoint}")
+    # Excluded from Allure's history id: the same cell with another outcome is the same test.
+    allure.dynamic.parameter("outcome", f"{cell.outcome.value} (expected {cell.expected.value})", excluded=True)
     allure.dynamic.label("endpoint", cell.endpoint)
     allure.dynamic.tag(cell.outcome.value)
     allure.attach(json.dumps(cell.to_dict(), indent=2), name="cell", attachment_type=allure.attachment_type.JSON)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A failed cell's report says what matters in four lines, instead of pytest's assertion with the
+    repr of the whole cell; in the terminal, JUnit's failure text and Allure's trace alike."""
+    report = yield
+    cell = getattr(item, "funcargs", {}).get("compat_cell")
+    if call.when == "call" and isinstance(cell, Cell):
+        _allure_duration(item.config, cell)
+        if report.failed and not cell.ok:
+            report.longrepr = _failure_text(item.config.stash[_RUN], cell)
+    return report
+
+
+def _failure_text(run: CompatRun, cell: Cell) -> str:
+    from harness.report.html import cell_anchor
+
+    lines = [f"{cell.case} on {cell.endpoint}: {cell.outcome.value} (expected {cell.expected.value})"]
+    message = str(cell.evidence.get("message") or "").strip()
+    if message:
+        first = message.splitlines()[0]
+        more = "…" if len(first) > 300 or len(message) > len(first) else ""
+        lines.append(f"evidence: {first[:300]}{more}")
+    if cell.evidence.get("hint"):
+        lines.append(f"remedy: {cell.evidence['hint']}")
+    if run.writer is not None:
+        lines.append(f"report: {run.writer.dir / 'report.html'}#{cell_anchor(cell.case, cell.endpoint)}")
+    return "\n".join(lines)
+
+
+def _allure_duration(config: pytest.Config, cell: Cell) -> None:
+    """Give the cell's Allure test the cell's own duration.
+
+    The cells run together before their tests ask for them, so the test's call lasts ~0 ms; allure has no
+    API to set a duration, hence its listener's current result (a no-op without --alluredir).
+    """
+    listener = config.pluginmanager.get_plugin("allure_listener")
+    result = listener.allure_logger.get_test(None) if listener is not None else None
+    if result is not None and result.stop is not None:
+        result.start = result.stop - round(cell.timings.total * 1000)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each cell's test id with -k's spelling of '@', so ``-k 'smoke_invert@stock'`` selects it (see _AT)."""
+    for item in items:
+        if "compat_cell" in getattr(getattr(item, "callspec", None), "params", {}):
+            item.extra_keyword_matches.add(item.name.replace("@", _AT))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     run = session.config.stash[_RUN]
     cells = [item.callspec.params["compat_cell"] for item in session.items
              if hasattr(item, "callspec") and "compat_cell" in item.callspec.params]
-    run.schedule(cells)
+    run.schedule(cells, selection=_selection(session, len(cells)))
     if cells:
         try:
             check_writable(run.settings.report_dir)
         except ReportWriteError as exc:  # one line now, not a traceback per cell once they ran
             pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+def _selection(session: pytest.Session, selected: int) -> str | None:
+    """What narrowed this run to part of its cells (-k, -m, --lf, a test id...), or None for all of them.
+
+    A partial run must not become the run the next ``--compare-to=previous`` compares with.
+    """
+    config = session.config
+    run = config.stash[_RUN]
+    if getattr(config, "workerinput", None) is not None or run._suite is None:
+        return None  # a worker sees its share (the controller decides for the run), or no case was collected
+    cases, names = run.plan()
+    return None if selected == len(cases) * len(names) else f"{selected} of {len(cases) * len(names)} cells"
+
+
+def _selected_by_options(config: pytest.Config) -> str | None:
+    """The options that narrow a run (-k, -m, --lf, --deselect, test ids), for the xdist controller."""
+    given = [flag for flag, on in (("-k", config.option.keyword), ("-m", config.option.markexpr),
+                                   ("--lf", getattr(config.option, "lf", False)), ("--deselect", config.option.deselect))
+             if on]
+    given += [arg for arg in config.args if "::" in arg]
+    return ", ".join(given) or None
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -252,9 +388,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             session.config.get_terminal_writer().line(f"comfy-compat: {exc}", red=True)
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
         return
-    if verdict is not None and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-        # With a verdict asked for, the run answers the migration question: scripts branch on 0/1/2.
-        session.exitstatus = verdict["exit_code"]
+    if verdict is not None:
+        # NO-GO and UNDECIDABLE have codes of their own; a failed cell still fails a GO run (harness.exitcodes).
+        session.exitstatus = exitcodes.run_status(exitstatus, verdict["decision"], run.settings.exit_codes)
+        run.exit_note = _exit_note(exitstatus, verdict["decision"], run.settings.exit_codes)
+
+
+def _exit_note(pytest_status: int, decision: str, scheme: str) -> str:
+    status = exitcodes.run_status(pytest_status, decision, scheme)
+    meaning = dict(exitcodes.TABLE).get(status, "") if scheme == "v2" else f"legacy exit codes: {decision}"
+    note = f"exit status {status}: {meaning}"
+    if scheme == "legacy" and pytest_status == pytest.ExitCode.TESTS_FAILED and decision == "GO":
+        note += " although a cell is not as expected (v2 would exit 1)"
+    return note
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
@@ -270,6 +416,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     terminalreporter.write_line(f"{len(cells)} cells: " + ", ".join(f"{n} {o}" for o, n in sorted(counts.items())))
     for line in summary_lines(matrix):
         terminalreporter.write_line(line)
+    if run.exit_note:
+        terminalreporter.write_line(run.exit_note)
     terminalreporter.write_line(f"report: {run.writer.dir / 'report.html'} (and matrix.md, matrix.json; latest: {run.writer.root / 'latest'})")
 
 
@@ -304,19 +452,31 @@ class CompatRun:
     _servers: list = field(default_factory=list)
     _scheduled: list[tuple[Case, str]] = field(default_factory=list)
     _running: dict[tuple[str, str], concurrent.futures.Future] = field(default_factory=dict)
+    selection: str | None = None
+    """What made this run cover part of its cells (matrix.json's ``run.selection``); None for all."""
+    exit_note: str | None = None
+    """The terminal's line on the exit status, when a verdict decides it."""
 
     def plan(self) -> tuple[list[Case], list[str]]:
         """The cases and endpoint names to parametrise with; reads and checks every input file."""
         if self._suite is None:
             s = self.settings
+            if s.unmatched_cases and not s.workflows:
+                raise ConfigError(f"comfy_cases: {', '.join(s.unmatched_cases)} matches no case file")
             self._suite = cases_from_workflows(s.workflows) if s.workflows else load_case_files(list(s.cases))
-            endpoints = [parse_endpoint_option(v, i) for i, v in enumerate(s.endpoints)]
+            given = [(parse_endpoint_option(v, i), f"--endpoint {v}") for i, v in enumerate(s.endpoints)]
             if s.endpoints_file:
-                endpoints += load_endpoints_file(s.endpoints_file)
+                given += [(e, str(s.endpoints_file)) for e in load_endpoints_file(s.endpoints_file)]
                 self._verdict_spec = load_verdict_spec(s.endpoints_file)
-            for endpoint in endpoints:
-                endpoint.check_secrets()
-            self._endpoints = endpoints
+            origin: dict[str, str] = {}
+            for endpoint, where in given:
+                if endpoint.name in origin:
+                    # A second endpoint of the same name used to replace the first without a word.
+                    raise ConfigError(f"endpoint name {endpoint.name!r} is given twice: by {origin[endpoint.name]} "
+                                      f"and by {where}; name them apart (--endpoint NAME=URL)")
+                origin[endpoint.name] = where
+            check_all_secrets([e for e, _ in given])
+            self._endpoints = [e for e, _ in given]
         names = [e.name for e in self._endpoints] or [
             name.format(profile=p) for name, _, _ in REFERENCE_ENVELOPES for p in REFERENCE_PROFILES
         ]
@@ -337,9 +497,9 @@ class CompatRun:
             raise ConfigError("a verdict needs both --baseline and --candidate (or both in the endpoints file's verdict:)")
         return (baseline, candidate) if baseline else None
 
-    def schedule(self, cells: list[tuple[Case, str]]) -> None:
+    def schedule(self, cells: list[tuple[Case, str]], selection: str | None = None) -> None:
         """The cells this session will ask for, after -k/-m selection; they run together."""
-        self._scheduled = cells
+        self._scheduled, self.selection = cells, selection
 
     def cell(self, case: Case, endpoint_name: str) -> Cell:
         if self._engine is None:
@@ -357,11 +517,13 @@ class CompatRun:
     def start_controller(self) -> None:
         """The xdist controller's own writer: the run's matrix.json, filled from the workers' parts at the end."""
         self.writer = MatrixWriter(self.settings.report_dir, self.run_id, repeat=self.settings.repeat)
+        self.writer.matrix["run"]["selection"] = self.selection
 
     def _start(self) -> None:
         endpoints = self._endpoints or self._start_reference_endpoints()
         self.writer = MatrixWriter(self.settings.report_dir, self.run_id, part=self.worker, repeat=self.settings.repeat)
         scheduled = {case.id: case for case, _ in self._scheduled}
+        self.writer.matrix["run"]["selection"] = self.selection  # written with the plan, below
         self.writer.plan(list(scheduled.values()), self._suite.waivers if self._suite else [])
         self._thread = EngineThread()
         self._engine = Engine(endpoints, self.writer, repeat=self.settings.repeat, cold_start=self.settings.cold_start,
@@ -384,9 +546,26 @@ class CompatRun:
             ]
         return endpoints
 
+    def _cancel_unfinished(self) -> int:
+        """Cancel every cell not finished; how many were.
+
+        Done on the engine's loop in one go: cancelled one by one from this thread, a running cell's
+        cancellation frees its endpoint's slot, and the next cell would submit before its own cancel came.
+        """
+        futures = [f for f in self._running.values() if not f.done()]
+        counted: concurrent.futures.Future[int] = concurrent.futures.Future()
+        self._thread.loop.call_soon_threadsafe(lambda: counted.set_result(sum(f.cancel() for f in futures)))
+        return counted.result()
+
     def finish(self, interrupted: bool) -> dict | None:
         """Close everything; on the run's own matrix, conclude. Returns the verdict, if one was asked for."""
         if self._engine is not None:
+            # -x, --maxfail or Ctrl-C ended the session: cells not finished (most not started) are
+            # cancelled, not left to run on against endpoints nobody reads any more.
+            stopped = self._cancel_unfinished()
+            if stopped and self.worker is None:
+                self.selection = f"{len(self._running) - stopped} of {len(self._running)} cells: the session stopped early"
+                self.writer.matrix["run"]["selection"] = self.selection
             self._thread.call(self._engine.close())
             self._thread.stop()
         for server in reversed(self._servers):

@@ -127,7 +127,7 @@ def test_report_re_renders_a_run_from_its_matrix(project):
     assert result.returncode == 0 and result.stdout.strip() == str(run_dir / "report.html")
     assert "smoke_invert" in (run_dir / "report.html").read_text()
     missing = subprocess.run([sys.executable, "-m", "harness.cli", "report", str(project.path)], capture_output=True, text=True)
-    assert missing.returncode == 2 and missing.stderr.strip().endswith("no matrix.json here (expected a reports/<run-id> directory)")
+    assert missing.returncode == 4 and missing.stderr.strip().endswith("no matrix.json here (expected a reports/<run-id> directory)")
 
 
 def test_ctrl_c_mid_run_leaves_a_readable_report(project):

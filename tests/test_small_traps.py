@@ -65,6 +65,8 @@ def test_a_failed_cell_is_a_few_lines_in_terminal_junit_and_allure(project):
 
     results = [json.loads(p.read_text()) for p in (project.path / "allure").glob("*-result.json")]
     assert sorted(next(p["value"] for p in r["parameters"] if p["name"] == "compat_cell") for r in results) == ["'a@ref'", "'b@ref'", "'c@ref'"]
+    # The outcome is shown but not part of the history id: a cell that changes outcome stays one test.
+    assert all(next(p for p in r["parameters"] if p["name"] == "outcome")["excluded"] for r in results)
     assert all(r["stop"] - r["start"] >= 300 for r in results), [r["stop"] - r["start"] for r in results]
     [failed] = [r for r in results if r["status"] == "failed"]
     assert failed["statusDetails"]["trace"].splitlines() == expected
@@ -110,3 +112,9 @@ def test_k_takes_a_cells_test_id(project):
     result.assert_outcomes(passed=2)
     # The ids themselves are unchanged: they are the names in users' JUnit and Allure history.
     result.stdout.fnmatch_lines(["*test_compat[[]smoke_invert@stock[]] PASSED*", "*test_compat[[]sdxl_baseline@runpod-custom[]] PASSED*"])
+
+
+def test_a_partial_run_under_xdist_is_marked_too(project):
+    # The xdist controller collects nothing itself: it goes by the options that select.
+    project.runpytest_subprocess("-p", "no:cacheprovider", "-n", "1", "-k", "smoke_invert@stock").assert_outcomes(passed=1)
+    assert matrix(project)["run"]["selection"] == "-k"

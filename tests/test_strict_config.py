@@ -117,3 +117,15 @@ def test_version():
 
     result = comfy_compat("--version")
     assert result.returncode == 0 and result.stdout == f"comfy-compat {version('comfy-compat')}\n"
+
+
+def test_a_url_variable_is_redacted_from_what_the_endpoint_said(project, monkeypatch):
+    # Nothing listens there: aiohttp's own message names the host it could not reach.
+    monkeypatch.setenv("TEST_COMFY_HOST", "127.0.0.1")
+    (project.path / "endpoints.yaml").write_text("endpoints:\n  mine: {url: 'http://${TEST_COMFY_HOST}:9'}\n")
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", "--endpoints-file=endpoints.yaml", "-k", "smoke")
+    result.assert_outcomes(failed=1)
+    cell = cells(matrix(project))[("smoke_invert", "mine")]
+    assert cell["outcome"] == "unreachable" and "$TEST_COMFY_HOST" in cell["evidence"]["message"]
+    written = "".join(p.read_text(errors="replace") for p in (project.path / "reports/latest").rglob("*") if p.is_file())
+    assert "127.0.0.1" not in written + result.stdout.str() + result.stderr.str()

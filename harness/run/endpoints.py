@@ -86,8 +86,9 @@ class Endpoint:
         return {k: _VAR.sub(r"$\1", v) for k, v in self.headers.items()}
 
     def secrets(self) -> dict[str, str]:
-        """``{VAR: value}`` of every ``${VAR}`` the headers name, for redaction from everything written."""
-        return {m.group(1): _env(m.group(1), self.name, k) for k, v in self.headers.items() for m in _VAR.finditer(v)}
+        """``{VAR: value}`` of every ``${VAR}`` the headers and the url name, for redaction from everything written."""
+        named = [*self.headers.items(), ("url", self.url_template or "")]
+        return {m.group(1): _env(m.group(1), self.name, k) for k, v in named for m in _VAR.finditer(v)}
 
     def missing_variables(self) -> list[str]:
         """What needs each unset ``${VAR}`` of the headers and url, one line each."""

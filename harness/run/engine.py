@@ -352,7 +352,7 @@ def _evidence(verdict: Classification | None, prediction: Classification | None)
     if (verdict.outcome is Outcome.MISSING_NODE and not verdict.hidden
             and prediction is not None and prediction.outcome is Outcome.MISSING_NODE):
         predicted = prediction.evidence.to_dict()
-        for key in ("missing_classes", "packages", "message"):
+        for key in ("missing_classes", "packages", "message", "hint"):  # the hint installs every pack, not the first's
             if predicted.get(key):
                 evidence[key] = predicted[key]
     return evidence
