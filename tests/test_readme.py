@@ -1,5 +1,6 @@
-"""README's command examples, run as written: its "Pointing it at real endpoints" and go/no-go commands,
-with the reference endpoint standing in for the hosts they name and a home folder of workflows.
+"""README's examples, run as written: its "Pointing it at real endpoints" and go/no-go commands (the
+reference endpoint standing in for the hosts they name, a home folder of workflows), and its
+endpoints.yaml and case file, loaded under the strict schemas.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from conftest import ROOT
 from harness.reference.server import ReferenceServer
@@ -64,3 +66,27 @@ def test_the_go_no_go_example_exits_as_its_comment_says(project, servers):
     again = subprocess.run([sys.executable, "-m", "harness.cli", *shlex.split(verdict)[1:]], cwd=project.path,
                            capture_output=True, text=True, timeout=60)
     assert again.returncode == 10 and "NO-GO for moving from prod to runpod" in again.stdout
+
+
+def yaml_block(top: str) -> str:
+    """The first ``yaml`` block of README whose text starts with the key ``top``."""
+    return next(b for b in re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S) if b.startswith(f"{top}:"))
+
+
+def test_the_endpoints_and_case_file_examples_are_valid_as_written(tmp_path, monkeypatch):
+    from harness.run.cases import load_case_files
+    from harness.run.endpoints import load_endpoints_file
+
+    endpoints, case_file = yaml_block("endpoints"), yaml_block("cases")
+    for var in set(re.findall(r"\$\{(\w+)\}", endpoints)):
+        monkeypatch.setenv(var, "set-for-test")
+    (tmp_path / "endpoints.yaml").write_text(endpoints)
+    (tmp_path / "runpod-object_info.json").write_text("{}")
+    assert len(load_endpoints_file(tmp_path / "endpoints.yaml")) == len(yaml.safe_load(endpoints)["endpoints"])
+    cases = tmp_path / "cases"
+    (cases / "inputs").mkdir(parents=True)
+    shutil.copytree(ROOT / "workflows", tmp_path / "workflows")
+    (cases / "inputs/portrait.png").write_bytes(b"")  # only its existence is checked when loading
+    (cases / "seed.yaml").write_text(case_file)
+    [case] = load_case_files([cases / "seed.yaml"]).cases
+    assert case.id == "denrisi_zimage" and case.repeat == 20
