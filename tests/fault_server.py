@@ -1,7 +1,7 @@
 """A fault-injecting server that impersonates every endpoint kind, for the fault suite (test_faults.py).
 
-One aiohttp app on 127.0.0.1, run on its own thread so the engine (on its own loop) and pytest
-subprocesses can reach it. An endpoint picks its fault by URL prefix, ``/f/<fault>``, and its kind by
+One aiohttp app on 127.0.0.1, run in a process of its own so the engine and pytest subprocesses can
+reach it and its work never competes with the harness's for the interpreter. An endpoint picks its fault by URL prefix, ``/f/<fault>``, and its kind by
 the paths it asks for:
 
 - comfyui: POST /prompt (submit), /ws, GET /history/<id> and /queue (poll), GET /view (view),
@@ -23,7 +23,8 @@ import asyncio
 import base64
 import io
 import json
-import threading
+import multiprocessing
+import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
@@ -73,45 +74,73 @@ def png_bytes(size: int = 64) -> bytes:
 
 
 class FaultServer:
-    """The server on a thread: ``start()``, then endpoints under ``url(fault)``; ``stop()`` when done."""
+    """The server in a process of its own (so its work never shares the harness's interpreter and CPU
+    time): ``start()``, then endpoints under ``url(fault)``; ``seen`` while it runs; ``stop()``."""
 
-    def __init__(self) -> None:
-        self.png = png_bytes()
-        self.seen: list[tuple[str, str, dict[str, str]]] = []
-        """(fault, path, headers) of every request."""
-        self.other: FaultServer | None = None
-        """Another origin to redirect to (``redirect_other``): it must never receive a credential."""
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, name="fault-server", daemon=True)
-        self._clients: dict[str, web.WebSocketResponse] = {}
-        self._jobs = 0
+    def __init__(self, redirect_to: FaultServer | None = None) -> None:
+        self.redirect_to = redirect_to
+        """Another origin for ``redirect_other`` to send clients to: it must never receive a credential."""
         self.port = 0
+        self._process: multiprocessing.process.BaseProcess | None = None
 
     def start(self) -> FaultServer:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        # fork: the child needs nothing but this module, already imported (spawn would cost a second each).
+        context = multiprocessing.get_context("fork")
+        parent, child = context.Pipe()
+        other = self.redirect_to.url("ok") if self.redirect_to else None
+        self._process = context.Process(target=_serve, args=(child, other), name="fault-server", daemon=True)
+        self._process.start()
+        if not parent.poll(10):
+            raise RuntimeError("the fault server did not start")
+        self.port = parent.recv()
         return self
 
     def url(self, fault: str) -> str:
         return f"http://127.0.0.1:{self.port}/f/{fault}"
 
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+    @property
+    def seen(self) -> list[tuple[str, str, dict[str, str]]]:
+        """(fault, path, headers) of every request so far."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/_seen", timeout=10) as reply:
+            return [tuple(row) for row in json.loads(reply.read())]
 
-    async def _start(self) -> None:
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.join(10)
+
+
+def _serve(conn, other: str | None) -> None:
+    asyncio.run(_Faults(other).serve(conn))
+
+
+class _Faults:
+    """The app: per fault and stage, what to answer."""
+
+    def __init__(self, other: str | None) -> None:
+        self.png = png_bytes()
+        self.seen: list[tuple[str, str, dict[str, str]]] = []
+        self.other = other
+        self._clients: dict[str, web.WebSocketResponse] = {}
+        self._jobs = 0
+        self.port = 0
+
+    def url(self, fault: str) -> str:
+        return f"http://127.0.0.1:{self.port}/f/{fault}"
+
+    async def serve(self, conn) -> None:
         app = web.Application(client_max_size=64 << 20)
         app.router.add_route("*", "/f/{fault}/{tail:.*}", self._handle)
         app.router.add_route("*", "/f/{fault}", self._handle)
-        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5)
-        await self._runner.setup()
+        app.router.add_get("/_seen", lambda _: web.json_response(self.seen))
+        runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5)
+        await runner.setup()
         # A deep backlog: hundreds of endpoints connect at once in the many-endpoints test.
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=4096)
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
+        conn.send(self.port)
+        await asyncio.Event().wait()  # until the parent terminates the process
 
     # --- dispatch ---------------------------------------------------------------------------------
 
@@ -177,7 +206,7 @@ class FaultServer:
             return await (self._intro(request, fault, text) if stage == "intro" else self._refuse(request, tail, text))
         if action == "redirect_other":
             assert self.other is not None
-            return web.Response(status=303 if tail == "" else 307, headers={"Location": f"{self.other.url('ok')}/{_redirected(tail)}"})
+            return web.Response(status=303 if tail == "" else 307, headers={"Location": f"{self.other}/{_redirected(tail)}"})
         if action == "redirect_loop":
             await asyncio.sleep(REDIRECT_PAUSE_S)
             return web.Response(status=303 if tail == "" else 307, headers={"Location": str(request.url)})

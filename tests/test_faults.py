@@ -111,13 +111,15 @@ class FaultRun:
     """The test's whole temporary directory, the run directory inside it."""
     before: set[Path]
     other: FaultServer
+    other_seen: list[tuple[str, str, dict[str, str]]]
+    """What reached the other origin (the redirects' target)."""
 
 
 def run_faults(root: Path) -> FaultRun:
     """One engine run over every fault × kind at once, against a fault server and a second origin."""
     os.environ[CANARY_VAR] = CANARY
-    server, other = FaultServer().start(), FaultServer().start()
-    server.other = other
+    other = FaultServer().start()
+    server = FaultServer(redirect_to=other).start()
     before = set(root.rglob("*"))
     writer = MatrixWriter(root / "reports", "fault-run")
     engine = Engine([endpoint(server, fault, kind) for fault, kind, _ in CELLS], writer)
@@ -137,13 +139,15 @@ def run_faults(root: Path) -> FaultRun:
         futures = {(fault, kind): thread.submit(timed(fault, kind)) for fault, kind, _ in CELLS}
         done = {key: future.result(timeout=60) for key, future in futures.items()}
         thread.call(engine.close())
+        other_seen = other.seen
     finally:
         thread.stop()
         server.stop()
         other.stop()
         os.environ.pop(CANARY_VAR, None)
     writer.finish()
-    return FaultRun({k: c for k, (c, _) in done.items()}, {k: w for k, (_, w) in done.items()}, writer.dir, root, before, other)
+    return FaultRun({k: c for k, (c, _) in done.items()}, {k: w for k, (_, w) in done.items()}, writer.dir, root, before,
+                    other, other_seen)
 
 
 def cell_checks(run: FaultRun, fault: str, kind: str, want: Outcome) -> dict[str, str | None]:
@@ -183,7 +187,7 @@ def run_checks(run: FaultRun) -> dict[str, str | None]:
     outside = [p for p in created if run.run_dir not in (p, *p.parents) and p not in run.run_dir.parents
                and p != run.root / "reports" / "latest"]
     leaked = [str(p) for p in run.run_dir.rglob("*") if p.is_file() and CANARY.encode() in p.read_bytes()]
-    forwarded = [path for _, path, headers in run.other.seen if CANARY in json.dumps(headers)]
+    forwarded = [path for _, path, headers in run.other_seen if CANARY in json.dumps(headers)]
     md, html = (run.run_dir / "matrix.md").read_text(), (run.run_dir / "report.html").read_text()
     echoed = json.dumps(run.cells[("echo", "comfyui")].evidence)
     return {
@@ -192,7 +196,7 @@ def run_checks(run: FaultRun) -> dict[str, str | None]:
         "containment: nothing outside the run": None if not outside and not Path("/tmp/x/PWNED").exists() else f"{outside}",
         "secrets: no byte written holds the canary": None if not leaked else f"{leaked}",
         "secrets: an echo shows as $VAR": None if f"${CANARY_VAR}" in echoed else echoed,
-        "secrets: none at another origin": None if run.other.seen and not forwarded else f"{forwarded or 'no redirect followed'}",
+        "secrets: none at another origin": None if run.other_seen and not forwarded else f"{forwarded or 'no redirect followed'}",
         "markdown: endpoint markup inert": None if "<script>" not in md and "[click](" not in md else "markup in matrix.md",
         "html: endpoint markup inert": None if "<script>alert(1)</script>" not in html else "markup in report.html",
         "introduction: a slow one delays only its own cells": None if run.walls[("ok", "comfyui")] < PROMISE
@@ -228,8 +232,8 @@ def fault_project(pytester: pytest.Pytester):
     (pytester.path / "cases.yaml").write_text(
         f"cases:\n  - id: smoke\n    workflow: workflows/smoke_invert.json\n    timeout: {DEADLINE}\n")
     (pytester.path / "pytest.ini").write_text("[pytest]\ncomfy_cases = cases.yaml\n")
-    server, other = FaultServer().start(), FaultServer().start()
-    server.other = other
+    other = FaultServer().start()
+    server = FaultServer(redirect_to=other).start()
 
     def endpoints_file(cells: list[tuple[str, str]]) -> str:
         lines = ["endpoints:"]
@@ -309,9 +313,9 @@ def test_300_endpoints_by_2_cases_pass_without_a_spurious_failure(tmp_path):
     """Each endpoint has its own providers, websocket and pools: 300 of them (75 per kind) hold more
     sockets at once than a usual soft limit of open files (set to 512 here; the engine lifts it). Every
     cell must pass; none may turn unreachable for want of a file descriptor."""
+    server = FaultServer().start()  # before the limit is lowered: a server process of its own keeps its own
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(512, hard), hard))
-    server = FaultServer().start()
     kinds = [KINDS[i % len(KINDS)] for i in range(MANY)]
     endpoints = [dataclasses.replace(endpoint(server, "ok", kind), name=f"e{i:03d}-{kind}", headers={},
                                      timeouts=Timeouts(connect=5.0, queue=30.0, execution=30.0))
