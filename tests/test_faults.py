@@ -365,6 +365,16 @@ def test_a_local_limit_is_the_harness_error_not_unreachable():
             raise aiohttp.ClientConnectorError(None, cause)  # what aiohttp raises when socket() fails
 
 
+def test_every_form_of_a_secret_is_redacted_and_short_values_are_left(monkeypatch):
+    from harness.run.secrets import redact, remember
+
+    monkeypatch.setenv("FAULT_KEY_A", 'k/e y"1+')
+    monkeypatch.setenv("FAULT_KEY_B", "ab")  # too short to redact without destroying the report
+    remember([Endpoint("r", "http://127.0.0.1:9", headers={"Authorization": "Bearer ${FAULT_KEY_A}", "X-B": "${FAULT_KEY_B}"})])
+    echoed = 'raw k/e y"1+, quoted k%2Fe%20y%221%2B, json "k/e y\\"1+", ab stays'
+    assert redact(echoed) == 'raw $FAULT_KEY_A, quoted $FAULT_KEY_A, json "$FAULT_KEY_A", ab stays'
+
+
 @pytest.mark.parametrize("name", [*EVIL_NAMES, "a" * 1000, "é" * 200, "CON", ".hidden", "a/b\\c"])
 def test_safe_names_are_one_short_component(name):
     safe = safe_name("9", name)
