@@ -180,8 +180,10 @@ class ComfyUIProvider(BaseProvider):
         response = await self._call("POST", "/upload/image", data=form)
         if response.status_code == 200:
             return None
-        return failure(Outcome.INVALID_INPUT, f"POST /upload/image refused {image.name}: HTTP {response.status_code} {response.text[:200]}",
-                       http_status=response.status_code)
+        # Credentials, capacity and server failures are the endpoint's state, not the input file's.
+        return refusal(response.status_code, response.headers, "POST /upload/image", response.text) or failure(
+            Outcome.INVALID_INPUT, f"POST /upload/image refused {image.name}: HTTP {response.status_code} {response.text[:200]}",
+            http_status=response.status_code)
 
     def repro(self, body_file: str, images: Sequence[Path] = ()) -> str:
         uploads = [self.curl("POST", "/upload/image", ["-F", f"image=@{image}", "-F", "overwrite=true"]) for image in images]
