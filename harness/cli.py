@@ -1,5 +1,6 @@
 """The ``comfy-compat`` command: one argparse subcommand per task: ``serve`` runs a reference endpoint;
-``verdict``, ``diff`` and ``report`` work on the run directories a compatibility run leaves.
+``verdict``, ``diff`` and ``report`` work on the run directories a compatibility run leaves; ``convert``
+turns UI workflows into API prompts as an endpoint's web frontend would.
 
 A subcommand is a ``(configure, run)`` pair in ``SUBCOMMANDS``; ``run`` gets the parsed arguments and
 returns the exit status (``harness.exitcodes``). Harness errors and bad arguments print as one line
@@ -14,12 +15,18 @@ import asyncio
 import datetime as dt
 import errno
 import json
+import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 from pathlib import Path
 
+import httpx
+
+from harness.comfy.catalogue import Catalogue, load_catalogue
+from harness.comfy.convert import FRONTENDS, ConversionError, convert, is_ui_workflow
+from harness.comfy.versions import MODELLED, modelled_version
 from harness import exitcodes
 from harness.errors import ConfigError, HarnessError
 from harness.report.matrix import MatrixWriter
@@ -32,13 +39,20 @@ def _configure_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="stock", help="stock, custom or a profile YAML file (default: stock)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8189, help="port to bind (default: 8189; 0 picks a free one)")
+    parser.add_argument("--comfyui-version", choices=MODELLED, default=None,
+                        help="the ComfyUI release to answer as: its recorded catalogue, validation and /system_stats "
+                             "(default: the profile's own; 0.3.64 for stock and custom)")
+    parser.add_argument("--models", choices=("profile", "none"), default="profile",
+                        help="none: serve no model files, like a fresh server (default: the profile's)")
 
 
 def _serve(args: argparse.Namespace) -> int:
     from harness.reference.profile import load_profile
     from harness.reference.server import running_server  # only this subcommand pays for aiohttp
 
-    profile = load_profile(args.profile)
+    profile = load_profile(args.profile, args.comfyui_version)
+    if args.models == "none":
+        profile = profile.replace(models={})
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -46,7 +60,8 @@ def _serve(args: argparse.Namespace) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         async with running_server(profile, args.host, args.port) as server:
-            print(f"comfy-compat: reference endpoint '{profile.name}' listening on {server.url} (Ctrl-C stops)", flush=True)
+            print(f"comfy-compat: reference endpoint '{profile.name}' (ComfyUI {profile.comfyui_version}, "
+                  f"{len(profile.catalogue())} node classes) listening on {server.url} (Ctrl-C stops)", flush=True)
             await stop.wait()
         print("comfy-compat: reference endpoint stopped", flush=True)
 
@@ -153,13 +168,85 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_convert(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="UI workflow files, or folders of *.json workflows")
+    parser.add_argument("--object-info", required=True, metavar="FILE|URL",
+                        help="the target endpoint's /object_info: a saved file, or a ComfyUI URL (…/object_info)")
+    parser.add_argument("--frontend", choices=FRONTENDS, default=None,
+                        help="the web frontend to reproduce (default: the one the endpoint's ComfyUI version pins)")
+    parser.add_argument("--comfyui-version", default=None, metavar="VERSION",
+                        help="the endpoint's ComfyUI version, when --object-info is a file (default: asked of the "
+                             "URL's /system_stats, else the current one)")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="write each API prompt into DIR under its file's name (needed for several files)")
+
+
+def _convert(args: argparse.Namespace) -> int:
+    """Convert as the endpoint's web frontend would; a file that cannot be converted gets one line and
+    makes the exit status 1, the others are still written."""
+    from harness.comfy.workflows import load_workflow
+
+    files = [p for path in map(Path, args.paths) for p in (sorted(path.glob("*.json")) if path.is_dir() else [path])]
+    if args.out is None and (len(files) != 1 or Path(args.paths[0]).is_dir()):
+        raise ConfigError(f"convert: {len(files)} workflow files: give --out DIR to write them into (stdout takes one)")
+    catalogue, told = _catalogue_of(args.object_info)
+    modelled = modelled_version(args.comfyui_version or told, "--comfyui-version" if args.comfyui_version else
+                                ("/system_stats" if told else "not given"), frontend=args.frontend)
+    print(f"comfy-compat: converting as frontend {modelled.frontend} ({modelled.reason}) with {catalogue.source}", file=sys.stderr)
+    failed = 0
+    for path in files:
+        try:
+            workflow = load_workflow(path)
+            prompt = convert(workflow, catalogue, frontend=modelled.frontend) if is_ui_workflow(workflow) else workflow
+        except ConversionError as exc:
+            print(f"comfy-compat: {path}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        except HarnessError as exc:  # unreadable, not a workflow: the message names the file already
+            print(f"comfy-compat: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        text = json.dumps(prompt, indent=2, ensure_ascii=False) + "\n"
+        if args.out is None:
+            sys.stdout.write(text)
+        else:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            (Path(args.out) / path.name).write_text(text, encoding="utf-8")
+    return 1 if failed else 0
+
+
+def _catalogue_of(source: str) -> tuple[Catalogue, str | None]:
+    """The catalogue at a file or URL, and the ComfyUI version a URL's server says it runs."""
+    if not re.match(r"^https?://", source):
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"--object-info {source}: no such file")
+        try:
+            return load_catalogue(path), None
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"--object-info {source}: not a saved /object_info ({exc})") from None
+    base = source.removesuffix("/").removesuffix("/object_info")
+    try:
+        response = httpx.get(f"{base}/object_info", timeout=60.0)
+        info = response.json() if response.status_code == 200 else None
+        stats = httpx.get(f"{base}/system_stats", timeout=10.0)
+        told = ((stats.json() or {}).get("system") or {}).get("comfyui_version") if stats.status_code == 200 else None
+    except (httpx.HTTPError, ValueError) as exc:
+        raise ConfigError(f"--object-info {source}: could not read {base}/object_info ({exc})") from None
+    if not isinstance(info, dict):
+        raise ConfigError(f"--object-info {source}: {base}/object_info did not answer with a catalogue")
+    return Catalogue(info, f"{base}/object_info"), told if isinstance(told, str) else None
+
+
 SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
-    "serve": ("run the embedded reference endpoint (a simulated ComfyUI 0.3.64)", _configure_serve, _serve),
+    "serve": ("run the embedded reference endpoint (a simulated ComfyUI 0.3.64 or 0.33.0)", _configure_serve, _serve),
     "verdict": ("go/no-go for moving from --baseline to --candidate, from a finished run (exit 0 GO, 10 NO-GO, 11 UNDECIDABLE)",
                 _configure_verdict, _verdict),
     "diff": ("drift between two runs: new failures, fixed cells, node classes and model files that changed",
              _configure_diff, _diff),
     "report": ("re-render a run's reports from its matrix.json", _configure_report, _report),
+    "convert": ("convert UI workflows to the API prompt the endpoint's web frontend would send (exit 1 if any cannot be)",
+                _configure_convert, _convert),
 }
 
 

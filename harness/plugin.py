@@ -28,10 +28,14 @@ from harness.run.engine import Engine, EngineThread
 from harness.errors import ConfigError, HarnessError
 from harness.report.matrix import MatrixWriter, ReportWriteError, check_writable, new_run_id
 from harness.report.verdict import Budgets
+from harness.comfy.versions import MODELLED
 
 __all__ = ["CompatRun", "Settings"]
 
 REFERENCE_PROFILES = ("stock", "custom")
+REFERENCE_VERSION = "0.33.0"
+"""The ComfyUI release the default run's reference endpoint answers as: the current one (harness.comfy.versions
+.CURRENT, what serverless images are rebuilt on); --reference-version 0.3.64 for teams still on that."""
 # How the default run reaches each reference server: (endpoint name, kind, path) per provider envelope.
 # Every profile is served natively and through each provider's envelope, so the matrix shows what each
 # provider lets through of the same ComfyUI's answers.
@@ -71,6 +75,8 @@ class Settings:
     """A run directory, or ``previous`` for the newest other run in the report directory."""
     alluredir: str | None = None
     """allure-pytest's --alluredir, where Allure's environment and categories go too."""
+    reference_version: str = REFERENCE_VERSION
+    """The ComfyUI release the embedded reference endpoint answers as, when it is the run's target."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -78,6 +84,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--endpoint", action="append", dest="comfy_endpoint", default=None, metavar="[NAME=]URL",
                     help="ComfyUI endpoint to test; repeatable. ini: comfy_endpoints. "
                          "Default: the embedded reference endpoint (profiles stock and custom).")
+    group.addoption("--reference-version", dest="comfy_reference_version", default=None, choices=MODELLED,
+                    help=f"The ComfyUI release the embedded reference endpoint answers as: its recorded catalogues, "
+                         f"validation and /system_stats (default: {REFERENCE_VERSION}). ini: comfy_reference_version.")
     group.addoption("--endpoints-file", dest="comfy_endpoints_file", default=None, metavar="PATH",
                     help="Named endpoints with kind, url, headers (${ENV_VAR} secrets), timeouts. ini: comfy_endpoints_file.")
     group.addoption("--workflows", dest="comfy_workflows", default=None, metavar="PATH",
@@ -107,6 +116,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          f"run with failing cells then exits 0). v2 {exitcodes.table_text()}. ini: comfy_exit_codes.")
     parser.addini("comfy_endpoints", "Endpoints to test, one [NAME=]URL per line.", type="linelist", default=[])
     parser.addini("comfy_endpoints_file", "Endpoints YAML file.", default="")
+    parser.addini("comfy_reference_version", "ComfyUI release of the embedded reference endpoint (see --reference-version).",
+                  default="")
     parser.addini("comfy_workflows", "Directory of API workflows to replay instead of the case files.", default="")
     parser.addini("comfy_cases", "Case files (YAML), globs relative to the rootdir.", type="linelist", default=["cases/*.yaml"])
     parser.addini("comfy_report_dir", "Report directory.", default="reports")
@@ -199,7 +210,14 @@ def _settings(config: pytest.Config) -> Settings:
         candidate=value("comfy_candidate", "comfy_candidate"),
         compare_to=compare_to if compare_to in (None, "previous") else str(root / Path(compare_to).expanduser()),
         alluredir=config.getoption("allure_report_dir", None),
+        reference_version=_reference_version(value("comfy_reference_version", "comfy_reference_version")),
     )
+
+
+def _reference_version(version: str | None) -> str:
+    if version not in (None, *MODELLED):
+        raise pytest.UsageError(f"comfy_reference_version: expected one of {', '.join(MODELLED)}, got {version!r}")
+    return version or REFERENCE_VERSION
 
 
 def _exit_codes(scheme: str | None) -> str:
@@ -230,7 +248,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     settings = config.stash[_RUN].settings
     targets = ", ".join(settings.endpoints) or (str(settings.endpoints_file) if settings.endpoints_file else "")
-    return [f"comfy-compat: endpoints: {targets or 'embedded reference (stock, custom)'}; reports: {settings.report_dir}"]
+    reference = f"embedded reference (stock, custom) answering as ComfyUI {settings.reference_version}"
+    return [f"comfy-compat: endpoints: {targets or reference}; reports: {settings.report_dir}"]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -532,15 +551,20 @@ class CompatRun:
 
     def _start_reference_endpoints(self) -> list[Endpoint]:
         from harness.reference.modal import WORKFLOW_APP_REQUEST
+        from harness.reference.profile import load_profile
         from harness.reference.server import ReferenceServer  # only runs that use it pay for aiohttp's app
 
         endpoints = []
         for profile in REFERENCE_PROFILES:
-            server = ReferenceServer(profile)
+            server = ReferenceServer(load_profile(profile, self.settings.reference_version))
             server.start()
             self._servers.append(server)
+            # The envelopes serve no /object_info or /system_stats, as on the real platforms: each is configured
+            # with its server's, as a team gives a serverless endpoint its image's (UI workflows convert with it).
             endpoints += [
                 Endpoint(name=name.format(profile=profile), url=server.url + path.format(profile=profile), kind=kind, profile=profile,
+                         object_info=None if kind == "comfyui" else f"{server.url}/object_info",
+                         comfyui_version=None if kind == "comfyui" else server.profile.system["comfyui_version"],
                          request=WORKFLOW_APP_REQUEST if kind == "modal" else None)
                 for name, kind, path in REFERENCE_ENVELOPES
             ]
@@ -555,7 +579,10 @@ class CompatRun:
         futures = [f for f in self._running.values() if not f.done()]
         counted: concurrent.futures.Future[int] = concurrent.futures.Future()
         self._thread.loop.call_soon_threadsafe(lambda: counted.set_result(sum(f.cancel() for f in futures)))
-        return counted.result()
+        try:
+            return counted.result(timeout=5)
+        except concurrent.futures.TimeoutError:  # a loop that does not answer: cancel from here, as well as may be
+            return sum(f.cancel() for f in futures)
 
     def finish(self, interrupted: bool) -> dict | None:
         """Close everything; on the run's own matrix, conclude. Returns the verdict, if one was asked for."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import time
 
 import pytest
 
@@ -82,18 +81,6 @@ def test_stock_to_custom_shows_the_packs_classes(stock_fp, custom_fp):
     ksampler = next(c for c in drift["classes_changed"] if c["class"] == "KSampler")
     assert ksampler["inputs_changed"] == ["sampler_name", "scheduler"]
     assert "res_2m" in ksampler["details"]["sampler_name"] and ksampler["inputs_added"] == []
-
-
-def test_custom_catalogue_fingerprints_fast():
-    info = json.loads(CUSTOM.read_text(encoding="utf-8"))
-    best = min(_timed(lambda: fingerprint("custom", Catalogue(info), None)) for _ in range(3))
-    assert best < 0.1, f"812 classes took {best * 1000:.0f} ms"
-
-
-def _timed(fn) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
 
 
 def test_write_and_load_roundtrip(tmp_path, custom_fp):

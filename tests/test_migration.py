@@ -27,13 +27,13 @@ def test_custom_to_stock_is_no_go_with_both_packs_as_remedies(project):
     assert result.ret == 10
     verdict = matrix(project)["verdict"]
     assert (verdict["decision"], verdict["baseline"], verdict["candidate"]) == ("NO-GO", "custom", "stock")
-    assert verdict["passed"] == ["smoke_invert", "sdxl_baseline"]
+    assert verdict["passed"] == ["smoke_invert", "sdxl_baseline", "sd15_ui", "sd15_api"]
     [blocker] = verdict["blockers"]
     assert (blocker["case"], blocker["candidate_outcome"]) == ("denrisi_zimage", "missing_node")
     packs = {r["pack"]["url"]: r["classes"] for r in blocker["remedies"] if r["kind"] == "install_pack"}
     assert packs == {"https://github.com/ClownsharkBatwing/RES4LYF": ["Sigmas Rescale", "ClownsharKSampler_Beta"],
                      "https://github.com/gseth/ControlAltAI-Nodes": ["FluxResolutionNode"]}
-    result.stdout.fnmatch_lines(["verdict: NO-GO for moving from custom to stock (3 required cases): 1 blocking (exit 10)",
+    result.stdout.fnmatch_lines(["verdict: NO-GO for moving from custom to stock (5 required cases): 1 blocking (exit 10)",
                                  "*remedy: install RES4LYF (https://github.com/ClownsharkBatwing/RES4LYF)*"])
     html = (project.path / "reports/latest/report.html").read_text()
     assert "NO-GO" in html and "ControlAltAI-Nodes" in html
@@ -43,7 +43,7 @@ def test_stock_to_custom_is_go(project):
     result = project.runpytest_subprocess("-p", "no:cacheprovider", "--baseline=stock", "--candidate=custom")
     assert result.ret == 0
     verdict = matrix(project)["verdict"]
-    assert (verdict["decision"], verdict["blockers"], verdict["passed"]) == ("GO", [], ["smoke_invert", "sdxl_baseline"])
+    assert (verdict["decision"], verdict["blockers"], verdict["passed"]) == ("GO", [], ["smoke_invert", "sdxl_baseline", "sd15_ui", "sd15_api"])
     # The same run against a latency budget no cell can meet, and one no run can measure (no price).
     run_dir = str(project.path / "reports/latest")
     slow = comfy_compat("verdict", run_dir, "--baseline", "stock", "--candidate", "custom", "--budget", "p95_seconds=0.000001", cwd=project.path)

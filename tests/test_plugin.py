@@ -19,9 +19,9 @@ from conftest import ROOT, cells, matrix
 
 def test_default_run_targets_both_reference_profiles(project):
     result = project.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=18)
+    result.assert_outcomes(passed=40)
     result.stdout.fnmatch_lines(["*comfy-compat: endpoints: embedded reference (stock, custom)*",
-                                 "18 cells: 2 missing_node, 15 passed, 1 server_error"])
+                                 "40 cells: 4 missing_node, 36 passed"])
     data = matrix(project)
     assert data["run"]["status"] == "complete"
     by = cells(data)
@@ -36,20 +36,28 @@ def test_default_run_targets_both_reference_profiles(project):
     assert denrisi["repro"].startswith("curl ")
     assert (project.path / "reports/latest" / "cells/denrisi_zimage@stock/request.json").is_file()
     md = (project.path / "reports/latest/matrix.md").read_text()
-    assert "| case | stock | runpod-stock | vast-stock | custom | runpod-custom | vast-custom |" in md
-    assert "| denrisi_zimage | ❌ missing_node | ❌ missing_node | ⚠️ server_error | ✅ passed | ✅ passed | ✅ passed |" in md
-    # Each provider envelope lets the same ComfyUI answer through, except where it hides the reason.
+    assert ("| case | stock | runpod-stock | vast-stock | modal-stock | custom | runpod-custom | vast-custom | modal-custom |"
+            in md)
+    assert ("| denrisi_zimage | ❌ missing_node | ❌ missing_node | ❌ missing_node | ❌ missing_node | ✅ passed | ✅ passed "
+            "| ✅ passed | ✅ passed |" in md)
+    # Each provider envelope lets the same ComfyUI answer through, or its catalogue proves what it hid.
     for (case, endpoint), cell in by.items():
-        if "-" in endpoint and (case, endpoint) != ("denrisi_zimage", "vast-stock"):
+        if "-" in endpoint:
             assert cell["outcome"] == by[(case, endpoint.split("-", 1)[1])]["outcome"]
-    assert "provider hides the reason" in by[("denrisi_zimage", "vast-stock")]["evidence"]["message"]
+    hidden = by[("denrisi_zimage", "vast-stock")]["evidence"]["message"]
+    assert "the provider hid ComfyUI's reason; the endpoint's catalogue proves it" in hidden
+    # The UI export and the real frontend's own prompt of it read the same on every endpoint.
+    for (case, endpoint), cell in by.items():
+        if case == "sd15_ui":
+            twin = by[("sd15_api", endpoint)]
+            assert (cell["outcome"], cell["evidence"]) == (twin["outcome"], twin["evidence"]) and cell["conversion"]["frontend"] == "1.49.6"
 
 
 def test_nothing_listening_ends_within_seconds_all_unreachable(project):
     started = time.monotonic()
     result = project.runpytest_subprocess("-p", "no:cacheprovider", "--endpoint", "http://127.0.0.1:9")
     assert time.monotonic() - started < 15
-    result.assert_outcomes(failed=3)
+    result.assert_outcomes(failed=5)
     result.stdout.fnmatch_lines(["*smoke_invert on 127.0.0.1:9: unreachable (expected passed)*"])
     data = matrix(project)
     assert {c["outcome"] for c in data["cells"]} == {"unreachable"}
@@ -66,14 +74,15 @@ def test_k_selects_cases_and_named_endpoints(project):
     assert (cell["case"], cell["endpoint"], cell["outcome"]) == ("denrisi_zimage", "gpu", "passed")
 
 
-def test_workflows_dir_replays_and_refuses_ui_exports(project):
+def test_workflows_dir_replays_both_formats_and_names_a_malformed_ui_export(project):
     replay = project.mkdir("mine")
     shutil.copy(ROOT / "workflows/smoke_invert.json", replay / "smoke.json")
-    project.runpytest_subprocess("-p", "no:cacheprovider", "--workflows", "mine", "-k", "stock and not runpod and not vast and not modal").assert_outcomes(passed=1)
-    (replay / "ui.json").write_text(json.dumps({"nodes": [], "links": []}))
+    shutil.copy(ROOT / "workflows/sd15_text2img.ui.json", replay / "sd15.json")
+    project.runpytest_subprocess("-p", "no:cacheprovider", "--workflows", "mine", "-k", "stock and not runpod and not vast and not modal").assert_outcomes(passed=2)
+    (replay / "ui.json").write_text(json.dumps({"nodes": {}, "links": []}))
     result = project.runpytest_subprocess("-p", "no:cacheprovider", "--workflows", "mine")
     assert result.ret != 0
-    result.stderr.fnmatch_lines(["ERROR: */mine/ui.json: it is a UI export*Export (API)*"])
+    result.stderr.fnmatch_lines(["ERROR: */mine/ui.json: $.nodes: expected a list (a UI export), got dict"])
 
 
 def test_a_bad_case_file_is_one_line_naming_file_and_field(project):

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import httpx
 from PIL import Image, UnidentifiedImageError
@@ -316,6 +317,8 @@ class BaseProvider:
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
+        self.catalogue_failure: Classification | None = None
+        """Why ``catalogue()`` found none where the endpoint should serve one (unreachable, say)."""
 
     @functools.cached_property
     def client(self) -> httpx.AsyncClient:
@@ -336,8 +339,23 @@ class BaseProvider:
         raise NotImplementedError("run")
 
     async def catalogue(self) -> Catalogue | None:
-        """The endpoint's node catalogue for the preflight: the saved ``object_info`` file, if configured."""
-        return load_catalogue(self.endpoint.object_info) if self.endpoint.object_info else None
+        """The endpoint's node catalogue for the preflight and UI conversion: the configured ``object_info``
+        (a saved file, or the URL of a ComfyUI serving the same image), if any."""
+        source = self.endpoint.object_info
+        if source is None:
+            return None
+        if isinstance(source, Path):
+            return load_catalogue(source)
+        # Credentials are the endpoint's: they go with the request only to the endpoint's own origin.
+        same_origin = urlsplit(source)[:2] == urlsplit(self.endpoint.url)[:2]
+        try:
+            async with httpx.AsyncClient(headers=self.endpoint.resolved_headers() if same_origin else {},
+                                         timeout=httpx.Timeout(60.0, connect=self.endpoint.timeouts.connect)) as client:
+                response = await client.get(source)
+            info = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+        return Catalogue(info, source) if isinstance(info, dict) else None
 
     async def provenance(self) -> dict | None:
         """What the endpoint says about itself (versions, devices), where it says anything."""

@@ -122,9 +122,13 @@ class ComfyUIProvider(BaseProvider):
         try:
             response = await self._call("GET", "/object_info", timeout=60.0)
             info = response.json() if response.status_code == 200 else None
-        except (TransportFailure, ValueError):
-            return None
-        return Catalogue(info, f"{self.endpoint.public_url}/object_info") if isinstance(info, dict) else None
+        except TransportFailure as exc:
+            info, self.catalogue_failure = None, exc.classification
+        except ValueError:
+            info = None
+        if isinstance(info, dict):
+            return Catalogue(info, f"{self.endpoint.public_url}/object_info")
+        return await super().catalogue()  # a configured object_info stands in for one the server keeps to itself
 
     async def provenance(self) -> dict | None:
         try:
@@ -135,7 +139,7 @@ class ComfyUIProvider(BaseProvider):
         if not isinstance(stats, dict):
             return None
         system = stats.get("system", {})
-        keep = ("comfyui_version", "python_version", "pytorch_version", "os", "embedded_python")
+        keep = ("comfyui_version", "required_frontend_version", "python_version", "pytorch_version", "os", "embedded_python")
         return {
             **{k: system[k] for k in keep if k in system},
             "devices": [d.get("name") for d in stats.get("devices", []) if isinstance(d, dict)],

@@ -20,6 +20,7 @@ from typing import Any
 
 from harness.report.drift import endpoint_change_lines
 from harness.report.markdown import node_error_text
+from harness.report.markdown import conversion_text
 
 __all__ = ["render_html", "cell_anchor"]
 
@@ -244,6 +245,8 @@ def _endpoints(endpoints: Sequence[Mapping[str, Any]]) -> str:
         about = ", ".join(f"{k} {v}" for k, v in prov.items() if k != "devices" and v not in (None, "", False))
         if prov.get("devices"):
             about += f"; devices {', '.join(map(str, prov['devices']))}"
+        if e.get("modelled"):
+            about += f"{'; ' if about else ''}modelled as ComfyUI {e['modelled']['comfyui_version']} ({e['modelled']['reason']})"
         extra = ""
         if e.get("profile"):
             extra += f" · profile {_e(e['profile'])}"
@@ -312,6 +315,7 @@ def _cell_details(cell: Mapping[str, Any], outcomes: Mapping[str, Any]) -> str:
     meaning = (outcomes.get(outcome) or {}).get("meaning")
     body = [f"<p class=\"meaning\">{_e(meaning)}</p>" if meaning and outcome != "passed" else "",
             _evidence(cell.get("evidence") or {}),
+            f"<p class=\"conversion\">{_e(conversion_text(cell['conversion']))}</p>" if cell.get("conversion") else "",
             _prediction(cell),
             _repro(cell.get("repro")),
             _timings(cell.get("timings") or {}),

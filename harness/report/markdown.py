@@ -81,7 +81,9 @@ def render_markdown(matrix: Mapping[str, Any]) -> str:
     for e in matrix["endpoints"]:
         prov = e.get("provenance") or {}
         about = _inline(", ".join(f"{k} {v}" for k, v in prov.items() if k != "devices" and v))
-        lines.append(f"- **{e['name']}** ({e['kind']}) {e['url']}" + (f" — {about}" if about else ""))
+        modelled = e.get("modelled")
+        about += f"; modelled as ComfyUI {modelled['comfyui_version']} ({_inline(modelled['reason'])})" if modelled else ""
+        lines.append(f"- **{e['name']}** ({e['kind']}) {e['url']}" + (f" — {about.lstrip('; ')}" if about else ""))
     lines.append("")
     lines += _stats_table(matrix)
     lines += _drift(matrix.get("drift"))
@@ -265,7 +267,8 @@ def _failure_section(cell: Mapping[str, Any]) -> list[str]:
         lines.append(f"- missing node {_code(name)} — {remedy}")
     for model in ev.get("missing_models") or []:
         lines.append(f"- missing model {_code(model.get('file'))} for {_inline(model.get('node_type'))}.{_inline(model.get('input'))} "
-                     f"(node {_inline(model.get('node_id'))}) — add it to `models/{model.get('folder')}/`")
+                     f"(node {_inline(model.get('node_id'))}) — add it to `models/{model.get('folder')}/`"
+                     + (f", from {model['url']}" if model.get("url") else ""))
     for err in ev.get("node_errors") or []:
         field_name = f" {_code(err['input'])}" if err.get("input") else ""
         lines.append(f"- node {_inline(err.get('node_id'))} ({_inline(err.get('node_type'))}){field_name}: {_inline(node_error_text(err))}")
@@ -274,10 +277,18 @@ def _failure_section(cell: Mapping[str, Any]) -> list[str]:
                      f"{_inline(str(ev.get('exception_message', '')).strip())}")
     if ev.get("hint"):
         lines.append(f"- hint: {ev['hint']}")
+    if cell.get("conversion"):
+        lines.append(f"- {conversion_text(cell['conversion'])}")
     if cell.get("repro"):
         lines += ["", "```sh", cell["repro"], "```"]
     lines.append("")
     return lines
+
+
+def conversion_text(conversion: Mapping[str, Any]) -> str:
+    """One line on how a UI-format case became the endpoint's prompt (shared with report.html)."""
+    return (f"UI export converted as frontend {conversion.get('frontend')} would ({conversion.get('reason')}), "
+            f"with {conversion.get('catalogue') or 'no catalogue'}")
 
 
 def _pack_text(pack: Any) -> str:

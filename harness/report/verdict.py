@@ -208,8 +208,11 @@ def remedies(cell: Mapping[str, Any]) -> list[dict[str, Any]]:
     if outcome == Outcome.MISSING_NODE.value:
         found += _pack_remedies(evidence)
     for model in evidence.get("missing_models", []):
+        # A UI file lists where its models download from; the folder is still the loader's own.
+        source = f", downloadable from {model['url']}" if model.get("url") else ""
         found.append({"kind": "add_model", "file": model["file"], "folder": model["folder"], "node_id": model["node_id"],
-                      "text": f"add {model['file']} to models/{model['folder']}/ (node {model['node_id']} {model['node_type']}.{model['input']})"})
+                      "url": model.get("url"),
+                      "text": f"add {model['file']} to models/{model['folder']}/ (node {model['node_id']} {model['node_type']}.{model['input']}){source}"})
     for error in evidence.get("node_errors", []):
         if error.get("outcome") != Outcome.INVALID_INPUT.value:
             continue

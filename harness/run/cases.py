@@ -74,11 +74,6 @@ class Case:
         # the workflow would make it pages long.
         return f"<Case {self.id}>"
 
-    def __repr__(self) -> str:
-        # Short: it is the test parameter pytest and Allure print (and Allure's history id hashes), and
-        # the workflow would make it pages long.
-        return f"<Case {self.id}>"
-
     def details(self) -> dict:
         """What matrix.json keeps of the case beside its id (``case_details``)."""
         return {"required": self.required, "workflow": str(self.workflow_path), "tags": list(self.tags)}

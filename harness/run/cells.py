@@ -42,11 +42,6 @@ class Cell:
         # (evidence, timings, attempts) is in the report.
         return f"<Cell {self.case}@{self.endpoint}: {self.outcome.value}, expected {self.expected.value}>"
 
-    def __repr__(self) -> str:
-        # Short: pytest prints it in assertion explanations and Allure in parameters; the whole cell
-        # (evidence, timings, attempts) is in the report.
-        return f"<Cell {self.case}@{self.endpoint}: {self.outcome.value}, expected {self.expected.value}>"
-
     @property
     def ok(self) -> bool:
         return self.outcome is self.expected

@@ -56,9 +56,14 @@ class Endpoint:
     """RunPod: submit with /runsync (the result in the same request when it comes within its wait)."""
     price_per_gpu_hour: float | None = None
     """What one GPU-hour of this endpoint costs; with it, cells show cost per image."""
-    object_info: Path | None = None
-    """A saved ``/object_info`` of the endpoint's image, for endpoints that do not serve one (RunPod,
-    Vast, Modal): the preflight forecasts cells from it and recovers a missing class a provider hides."""
+    object_info: Path | str | None = None
+    """A saved ``/object_info`` of the endpoint's image (a file, or the URL of a ComfyUI serving the same
+    image), for endpoints that do not serve one (RunPod, Vast, Modal): the preflight forecasts cells from
+    it, recovers a missing class a provider hides, and UI workflows are converted with it."""
+    comfyui_version: str | None = None
+    """The ComfyUI version the endpoint runs, where it does not say (serverless) or says wrong."""
+    frontend: str | None = None
+    """The web frontend whose UI-workflow conversion to reproduce; default: the version's own."""
     cold_start_idle: float = 300.0
     """Seconds without requests after which the endpoint has scaled to zero (``--cold-start`` waits this long)."""
     url_template: str | None = None
@@ -89,12 +94,6 @@ class Endpoint:
         """``{VAR: value}`` of every ``${VAR}`` the headers and the url name, for redaction from everything written."""
         named = [*self.headers.items(), ("url", self.url_template or "")]
         return {m.group(1): _env(m.group(1), self.name, k) for k, v in named for m in _VAR.finditer(v)}
-
-    def missing_variables(self) -> list[str]:
-        """What needs each unset ``${VAR}`` of the headers and url, one line each."""
-        named = [(f"header {k!r}", v) for k, v in self.headers.items()] + [("url", self.url_template or "")]
-        return [f"endpoint {self.name!r}: {where} needs environment variable {var}, which is not set"
-                for where, text in named for var in _VAR.findall(text) if var not in os.environ]
 
     def missing_variables(self) -> list[str]:
         """What needs each unset ``${VAR}`` of the headers and url, one line each."""
@@ -151,16 +150,18 @@ def load_endpoints_file(path: str | Path) -> list[Endpoint]:
             request=spec.get("request"),
             price_per_gpu_hour=spec.get("price_per_gpu_hour"),
             runsync=spec.get("runsync", False),
-            object_info=_relative(path, spec.get("object_info")),
+            object_info=_object_info(path, spec.get("object_info")),
+            comfyui_version=spec.get("comfyui_version"),
+            frontend=spec.get("frontend"),
             cold_start_idle=spec.get("cold_start", {}).get("idle", Endpoint.cold_start_idle),
         )
         for name, spec in data["endpoints"].items()
     ]
 
 
-def _relative(endpoints_file: str | Path, value: str | None) -> Path | None:
-    if value is None:
-        return None
+def _object_info(endpoints_file: str | Path, value: str | None) -> Path | str | None:
+    if value is None or re.match(r"^https?://", value):
+        return value
     path = Path(endpoints_file).parent / value
     if not path.is_file():
         raise ConfigError(f"{endpoints_file}: object_info: no such file {path}")

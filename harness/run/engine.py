@@ -21,9 +21,11 @@ from typing import Any, TypeVar
 from harness.run.cases import Case, OutputCheck
 from harness.comfy.catalogue import Catalogue
 from harness.comfy.packs import default_index
-from harness.comfy.workflows import seed_inputs, vary_seeds
+from harness.comfy.convert import ConversionError, MissingClasses
+from harness.comfy.versions import Modelled, modelled_version
+from harness.comfy.workflows import listed_models, seed_inputs, vary_seeds
 from harness.run.cells import Cell
-from harness.run.classify import Classification
+from harness.run.classify import Classification, missing_node
 from harness.run.endpoints import Endpoint
 from harness.errors import ConfigError, HarnessError
 from harness.report.fingerprint import fingerprint
@@ -90,6 +92,8 @@ class Engine:
         self.writer = writer
         self.providers: dict[str, BaseProvider] = {}
         self.catalogues: dict[str, Catalogue | None] = {}
+        self.modelled: dict[str, Modelled] = {}
+        """Per endpoint, the ComfyUI version (and web frontend) its cells are modelled on."""
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._first_done: dict[str, asyncio.Event] = {}
         self._introduced: dict[str, asyncio.Future] = {}
@@ -126,9 +130,11 @@ class Engine:
         except TimeoutError:
             pass  # an endpoint that cannot say what it is in time is run without a preflight
         self.catalogues[name] = catalogue
+        self.modelled[name] = _modelled(self.endpoints[name], provenance)
         # Endpoints that tell nothing about themselves (serverless envelopes) have no fingerprint to drift.
         print_ = scrub(fingerprint(name, catalogue, provenance)) if catalogue is not None or provenance is not None else None
-        self.writer.add_endpoint(self.endpoints[name], scrub(provenance), catalogue.source if catalogue else None, print_)
+        self.writer.add_endpoint(self.endpoints[name], scrub(provenance), catalogue.source if catalogue else None, print_,
+                                 self.modelled[name].to_dict())
 
     async def close(self) -> None:
         await asyncio.gather(*(p.aclose() for p in self.providers.values()))
@@ -139,14 +145,20 @@ class Engine:
         provider = self.providers[endpoint_name]
         if endpoint_name in self._introduced:  # shielded: one cell's cancellation must not cancel its endpoint's
             await asyncio.shield(self._introduced[endpoint_name])
+        catalogue = self.catalogues.get(endpoint_name)
+        conversion = self._conversion(case, endpoint_name)
+        try:
+            workflow = self._prompt(case, endpoint_name)
+        except _Unconverted as exc:
+            return self._unconverted(case, endpoint_name, exc.verdict, conversion)
         cell_dir = self.writer.cell_dir(case.id, endpoint_name)
         body_file = cell_dir / "request.json"
-        body_file.write_text(redact(json.dumps(provider.request_body(case.workflow, case.images), indent=2)), encoding="utf-8")
-        catalogue = self.catalogues.get(endpoint_name)
-        prediction = preflight(case.workflow, catalogue) if catalogue is not None else None
+        body_file.write_text(redact(json.dumps(provider.request_body(workflow, case.images), indent=2)), encoding="utf-8")
+        modelled = self.modelled[endpoint_name]
+        prediction = preflight(workflow, catalogue, version=modelled.version) if catalogue is not None else None
         count = case.repeat or self.repeat
-        repeats = _repeats(case.workflow, count, self.cold_start, self.repeat_identical)
-        runs = await asyncio.gather(*(self._attempt(case, endpoint_name, cell_dir, index, prediction, repeats["varied"])
+        repeats = _repeats(workflow, count, self.cold_start, self.repeat_identical)
+        runs = await asyncio.gather(*(self._attempt(case, workflow, endpoint_name, cell_dir, index, prediction, repeats["varied"])
                                       for index in range(count)))
         attempts = [attempt for attempt, _, _ in runs]
         typical = typical_outcome(attempts)
@@ -159,7 +171,7 @@ class Engine:
             expected=case.expected_for(endpoint),
             predicted=(prediction.outcome if prediction else Outcome.PASSED) if catalogue is not None else None,
             partial=bool(verdict and verdict.partial),
-            evidence=_evidence(verdict, prediction),
+            evidence=_with_model_sources(_evidence(verdict, prediction, modelled if catalogue is not None else None), case),
             timings=record.timings,
             repro=provider.repro(str(body_file.relative_to(self.writer.dir)), case.images),
             images=record.images,
@@ -168,6 +180,7 @@ class Engine:
             attempts=tuple(attempts),
             stats=cell_stats(attempts, repeats),
             cost=cell_cost(attempts, endpoint.price_per_gpu_hour),
+            conversion=conversion,
         )
         return self._record(cell)
 
@@ -178,10 +191,58 @@ class Engine:
         self.writer.add_cell(cell)
         return cell
 
-    async def _attempt(self, case: Case, endpoint_name: str, cell_dir: Path, index: int,
+    def _conversion(self, case: Case, endpoint_name: str) -> dict | None:
+        """How a UI-format case became this endpoint's prompt: the frontend modelled and why, the catalogue."""
+        if not case.is_ui:
+            return None
+        catalogue = self.catalogues.get(endpoint_name)
+        return {"format": "ui", **self.modelled[endpoint_name].to_dict(), "catalogue": catalogue.source if catalogue else None}
+
+    def _prompt(self, case: Case, endpoint_name: str) -> dict:
+        """The prompt the case submits here; a UI export is converted with the endpoint's own catalogue."""
+        if not case.is_ui:
+            return case.workflow
+        endpoint, catalogue = self.endpoints[endpoint_name], self.catalogues.get(endpoint_name)
+        unread = self.providers[endpoint_name].catalogue_failure
+        if catalogue is None and unread is not None:
+            # The endpoint was not there to ask: that is the cell's outcome, not a missing setting.
+            raise _Unconverted(dataclasses.replace(unread, evidence=dataclasses.replace(
+                unread.evidence, message=f"{unread.evidence.message}; the UI export needs its /object_info to be converted")))
+        if catalogue is None:
+            raise _Unconverted(failure(Outcome.NO_CATALOGUE, (
+                f"{case.workflow_path.name} is a UI export, converted with the endpoint's node definitions, and "
+                f"{endpoint.name} has none: it serves no /object_info"
+                + ("" if endpoint.kind == "comfyui" else f" (kind {endpoint.kind})")
+                + "; set object_info: in endpoints.yaml (a saved /object_info of its image, a file or URL)")))
+        try:
+            return case.prompt_for(catalogue, self.modelled[endpoint_name].frontend)
+        except MissingClasses as exc:
+            verdict = missing_node([(n.node_id, n.class_type) for n in exc.nodes],
+                                   declared={n.class_type: n.properties for n in exc.nodes if n.class_type})
+            message = (f"{verdict.evidence.message} (the UI export cannot be converted without them: "
+                       f"{catalogue.source} lacks them; nothing was submitted)")
+            raise _Unconverted(dataclasses.replace(verdict, evidence=dataclasses.replace(verdict.evidence, message=message))) from exc
+        except ConversionError as exc:
+            raise _Unconverted(failure(Outcome.INVALID_GRAPH, f"the UI export cannot be converted: {exc}")) from exc
+
+    def _unconverted(self, case: Case, endpoint_name: str, verdict: Classification, conversion: dict | None) -> Cell:
+        """The cell of a UI export that cannot become a prompt here: decided offline, nothing submitted."""
+        cell = Cell(
+            case=case.id,
+            endpoint=endpoint_name,
+            outcome=verdict.outcome,
+            expected=case.expected_for(self.endpoints[endpoint_name]),
+            # The catalogue decided it, so that is also what the preflight says.
+            predicted=verdict.outcome if self.catalogues.get(endpoint_name) is not None else None,
+            evidence=verdict.evidence.to_dict(),
+            tags=case.tags,
+            conversion=conversion,
+        )
+        return self._record(cell)
+
+    async def _attempt(self, case: Case, workflow: dict, endpoint_name: str, cell_dir: Path, index: int,
                        prediction: Classification | None, vary: bool) -> tuple[Attempt, RunRecord, Classification | None]:
         endpoint = self.endpoints[endpoint_name]
-        workflow = case.workflow
         if vary:
             # Unique to the run, the cell and the attempt: no value repeats from an earlier run either.
             salt = f"{self.writer.run_id}/{case.id}@{endpoint_name}/{index}"
@@ -310,6 +371,35 @@ def _recover_hidden(verdict: Classification | None, prediction: Classification |
         prediction.evidence, message=message, http_status=verdict.evidence.http_status))
 
 
+class _Unconverted(Exception):
+    """A UI-format case has no prompt for an endpoint; carries the cell's verdict."""
+
+    def __init__(self, verdict: Classification) -> None:
+        super().__init__(verdict.evidence.message)
+        self.verdict = verdict
+
+
+def _modelled(endpoint: Endpoint, provenance: dict | None) -> Modelled:
+    """The version an endpoint's cells are modelled on: endpoints.yaml's word, else its /system_stats."""
+    if endpoint.comfyui_version:  # what the user says of the endpoint outweighs what it says of itself
+        return modelled_version(endpoint.comfyui_version, "endpoints.yaml", frontend=endpoint.frontend)
+    told = (provenance or {}).get("comfyui_version")
+    return modelled_version(told, "/system_stats" if told else "not served", frontend=endpoint.frontend,
+                            required_frontend=(provenance or {}).get("required_frontend_version"))
+
+
+def _with_model_sources(evidence: dict, case: Case) -> dict:
+    """Missing models a UI file lists get its download URL: the frontend keeps one per listed model."""
+    if not (case.is_ui and evidence.get("missing_models")):
+        return evidence
+    listed = listed_models(case.workflow)
+    for model in evidence["missing_models"]:
+        source = listed.get(model.get("file"))
+        if source:
+            model.update({k: v for k, v in (("url", source.get("url")), ("listed_folder", source.get("directory"))) if v})
+    return evidence
+
+
 def introduction_deadline(endpoint: Endpoint) -> float:
     """Seconds an endpoint's introduction (catalogue, provenance) may take; past it its cells run without."""
     return endpoint.timeouts.connect + _INTRODUCTION_EXTRA_S
@@ -339,15 +429,18 @@ def _discard_passed_outputs(runs: list[tuple[Attempt, RunRecord, Classification 
                     folder.rmdir()
 
 
-def _evidence(verdict: Classification | None, prediction: Classification | None) -> dict:
+def _evidence(verdict: Classification | None, prediction: Classification | None, modelled: Modelled | None = None) -> dict:
     """The observed evidence; for a missing node, the preflight's complete list of missing classes.
 
     ComfyUI names only the first missing class it meets; the preflight read the endpoint's whole
-    catalogue, so it can name them all.
+    catalogue, so it can name them all. A failed cell with a prediction says which ComfyUI release's
+    rules it was predicted with (``predicted_with``: version and why).
     """
     if verdict is None:
         return {}
     evidence = verdict.evidence.to_dict()
+    if modelled is not None:
+        evidence["predicted_with"] = {"comfyui_version": modelled.version, "reason": modelled.reason}
     if verdict.hidden:
         # Recovered: the catalogue proved a validation outcome; else the provider's opaque verdict stands.
         evidence["hidden"] = True
