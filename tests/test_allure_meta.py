@@ -45,7 +45,7 @@ def test_environment_properties(seed_matrix, tmp_path):
         assert props[f"endpoint.{endpoint['name']}.kind"] == endpoint["kind"]
         assert props[f"endpoint.{endpoint['name']}.url"] == endpoint["url"]
         assert props[f"endpoint.{endpoint['name']}.profile"] == endpoint["profile"]
-    assert props["endpoint.stock.comfyui_version"] == "0.3.64"
+    assert props["endpoint.stock.comfyui_version"] == "0.33.0"  # the default run answers as the current release
     assert "endpoint.runpod-stock.comfyui_version" not in props  # no provenance through the envelope
     assert "url=http\\://127.0.0.1" in text  # ':' escaped as Properties wants
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+import weakref
 
 from aiohttp import web
 
@@ -130,9 +131,19 @@ async def post_interrupt(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
+_object_info_text: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 @routes.get("/object_info")
 async def get_object_info(request: web.Request) -> web.Response:
-    return web.json_response(request.app[STATE].object_info())
+    # 0.33.0's catalogues are 2-3 MB of JSON and every endpoint of a run reads one at its start: the
+    # text is serialised once per document (the state makes a new one when the files change).
+    state = request.app[STATE]
+    info = state.object_info()
+    cached = _object_info_text.get(state)
+    if cached is None or cached[0] is not info:
+        cached = _object_info_text[state] = (info, json.dumps(info))
+    return web.Response(text=cached[1], content_type="application/json")
 
 
 @routes.get("/object_info/{node_class}")
