@@ -7,6 +7,7 @@ over loopback against the reference endpoint.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import os
@@ -242,3 +243,57 @@ def test_corpus_ui_exports_get_the_outcome_the_frontends_own_prompt_gets(project
             differ.append(f"{name}: ui {ui['outcome']} {ui['evidence'].get('message')!r} / api {api['outcome']} {api['evidence'].get('message')!r} same prompt: {sent[0] == sent[1]}")
     print(f"ui cells as their frontend {frontend} twins on ComfyUI {version}: {len(names) - len(differ)}/{len(names)}")
     assert not differ, differ
+
+
+async def test_endpoints_naming_one_catalogue_read_it_once_and_a_late_one_says_so(tmp_path):
+    """The default run's envelopes share their server's /object_info: one read of those megabytes, not
+    one per column; an endpoint whose catalogue comes too late has a cell that says exactly that."""
+    from aiohttp import web
+
+    from harness.report.matrix import MatrixWriter
+    from harness.run.cases import cases_from_workflows
+    from harness.run.endpoints import Endpoint, Timeouts
+    from harness.run.engine import Engine
+
+    reads: list[str] = []
+    info = load_json("fixtures/object_info/stock.json")
+    never = asyncio.Event()
+
+    async def object_info(request: web.Request) -> web.Response:
+        reads.append(request.path)
+        return web.json_response(info)
+
+    async def stalled(request: web.Request) -> web.Response:
+        await never.wait()
+        return web.json_response(info)
+
+    app = web.Application()
+    app.router.add_get("/object_info", object_info)
+    app.router.add_get("/slow/object_info", stalled)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "sd15.json").write_text((ROOT / SD15_UI).read_text())
+    [case] = cases_from_workflows(flows).cases
+    shared = [Endpoint(f"e{i}", f"http://127.0.0.1:9/runpod/v2/x{i}", kind="runpod", object_info=f"{url}/object_info")
+              for i in range(3)]
+    # connect 0.1 s: the introduction may take 5.1 s, and this catalogue never comes.
+    late = Endpoint("late", "http://127.0.0.1:9/runpod/v2/late", kind="runpod", object_info=f"{url}/slow/object_info",
+                    timeouts=Timeouts(connect=0.1, queue=1, execution=1))
+    engine = Engine([*shared, late], MatrixWriter(tmp_path / "reports", "r1"))
+    try:
+        await engine.start()
+        await engine.run_cell(case, "e1")
+        assert reads == ["/object_info"]
+        assert engine.catalogues["e0"] is engine.catalogues["e1"] is engine.catalogues["e2"] is not None
+        cell = await engine.run_cell(case, "late")
+        assert cell.outcome.value == "no_catalogue"
+        assert "did not give its catalogue within 5.1 s" in cell.evidence["message"]
+    finally:
+        never.set()
+        await engine.close()
+        await runner.cleanup()

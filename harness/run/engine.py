@@ -97,6 +97,10 @@ class Engine:
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._first_done: dict[str, asyncio.Event] = {}
         self._introduced: dict[str, asyncio.Future] = {}
+        self._catalogue_reads: dict[tuple, tuple[BaseProvider, asyncio.Future]] = {}
+        """One read per catalogue document the run's endpoints share, by URL and credentials."""
+        self._late: set[str] = set()
+        """Endpoints whose introduction outlived its deadline."""
         self.repeat = repeat
         """Attempts per cell, unless a case sets its own."""
         self.cold_start = cold_start
@@ -126,15 +130,32 @@ class Engine:
         provenance: dict | None = None
         try:
             async with asyncio.timeout(introduction_deadline(self.endpoints[name])):
-                catalogue, provenance = await asyncio.gather(provider.catalogue(), provider.provenance())
+                catalogue, provenance = await asyncio.gather(self._catalogue(name), provider.provenance())
         except TimeoutError:
-            pass  # an endpoint that cannot say what it is in time is run without a preflight
+            self._late.add(name)  # an endpoint that cannot say what it is in time is run without a preflight
         self.catalogues[name] = catalogue
         self.modelled[name] = _modelled(self.endpoints[name], provenance)
         # Endpoints that tell nothing about themselves (serverless envelopes) have no fingerprint to drift.
         print_ = scrub(fingerprint(name, catalogue, provenance)) if catalogue is not None or provenance is not None else None
         self.writer.add_endpoint(self.endpoints[name], scrub(provenance), catalogue.source if catalogue else None, print_,
                                  self.modelled[name].to_dict())
+
+    async def _catalogue(self, name: str) -> Catalogue | None:
+        """The endpoint's catalogue, read once for every endpoint that names the same document with the
+        same credentials: the default run's envelopes share their server's, as a team's serverless
+        columns often share one saved /object_info (megabytes of JSON each, read and parsed once)."""
+        endpoint, provider = self.endpoints[name], self.providers[name]
+        url = endpoint.object_info if isinstance(endpoint.object_info, str) else (
+            f"{endpoint.url}/object_info" if endpoint.kind == "comfyui" else None)
+        if url is None:
+            return await provider.catalogue()
+        key = (url, tuple(sorted(endpoint.headers.items())))
+        if key not in self._catalogue_reads:
+            self._catalogue_reads[key] = (provider, asyncio.ensure_future(provider.catalogue()))
+        reader, read = self._catalogue_reads[key]
+        catalogue = await asyncio.shield(read)  # one endpoint's deadline must not cancel the others' read
+        provider.catalogue_failure = reader.catalogue_failure
+        return catalogue
 
     async def close(self) -> None:
         await asyncio.gather(*(p.aclose() for p in self.providers.values()))
@@ -208,6 +229,11 @@ class Engine:
             # The endpoint was not there to ask: that is the cell's outcome, not a missing setting.
             raise _Unconverted(dataclasses.replace(unread, evidence=dataclasses.replace(
                 unread.evidence, message=f"{unread.evidence.message}; the UI export needs its /object_info to be converted")))
+        if catalogue is None and endpoint_name in self._late:
+            raise _Unconverted(failure(Outcome.NO_CATALOGUE, (
+                f"{case.workflow_path.name} is a UI export, converted with the endpoint's node definitions, and "
+                f"{endpoint.name} did not give its catalogue within {introduction_deadline(endpoint):g} s "
+                "(timeouts.connect + 5 s)")))
         if catalogue is None:
             raise _Unconverted(failure(Outcome.NO_CATALOGUE, (
                 f"{case.workflow_path.name} is a UI export, converted with the endpoint's node definitions, and "
