@@ -14,7 +14,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, matrix
 from harness.reference.server import ReferenceServer
 
 
@@ -90,3 +90,27 @@ def test_the_endpoints_and_case_file_examples_are_valid_as_written(tmp_path, mon
     (cases / "seed.yaml").write_text(case_file)
     [case] = load_case_files([cases / "seed.yaml"]).cases
     assert case.id == "denrisi_zimage" and case.repeat == 20
+
+
+def test_the_reliability_examples_run_as_written(project, servers):
+    """README's "Reliability, latency and cost" commands: 100 attempts that each really execute, a cold
+    request after the idle period, and an xdist run merged into one matrix."""
+    _, custom = servers
+    (project.path / "endpoints.yaml").write_text(
+        f"endpoints:\n  prod: {{url: '{custom.url}', profile: custom, cold_start: {{idle: 0.5}}}}\n")
+    repeat, cold, xdist = commands("## Reliability, latency and cost")
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", *shlex.split(repeat)[1:])
+    assert result.ret == 0, result.stdout.str()[-2000:]
+    [cell] = matrix(project)["cells"]
+    assert cell["case"] == "sdxl_baseline" and len(cell["attempts"]) == 100
+    assert cell["stats"]["passed"] == 100 and cell["stats"]["wholly_cached"] == 0
+    assert len({a["seeds"]["3.seed"] for a in cell["attempts"]}) == 100  # every attempt its own generation
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", *shlex.split(cold)[1:])
+    assert result.ret == 0, result.stdout.str()[-2000:]
+    [cell] = matrix(project)["cells"]
+    assert cell["case"] == "smoke_invert" and cell["attempts"][0]["cold"] is True
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", *shlex.split(xdist)[1:])
+    assert result.ret == 0, result.stdout.str()[-2000:]
+    merged = matrix(project)
+    assert merged["run"]["status"] == "complete"
+    assert len(merged["cells"]) == len(merged["cases"]) * len(merged["endpoints"]) == 40
