@@ -4,7 +4,6 @@ overrides.yaml."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -102,10 +101,9 @@ def test_a_broken_pattern_does_not_hide_other_packs():
     assert index.attribute("A").pack.title == "a"
 
 
-def test_loading_is_fast_and_shared():
+def test_the_index_is_built_once_and_shared():
+    # How long building it takes is a figure for bench/, not a timed test on a shared 2-core machine.
     packs.default_index.cache_clear()
-    started = time.perf_counter()
     index = packs.default_index()
-    index.attribute("Any Switch (rgthree)")  # compiles the patterns too
-    assert time.perf_counter() - started < 0.5
+    assert index.attribute("Any Switch (rgthree)").source is not None  # compiles the patterns too
     assert packs.default_index() is index
