@@ -163,3 +163,20 @@ def test_served_system_change(reference_endpoint):
     before = served(reference_endpoint(profile))
     after = served(reference_endpoint(profile.replace(system={**profile.system, "comfyui_version": "0.3.65"})))
     assert compare_fingerprints(before, after)["system_changed"] == {"comfyui_version": ["0.3.64", "0.3.65"]}
+
+
+def _write_many(path: str, doc: dict, times: int) -> int:
+    for _ in range(times):
+        write_fingerprint(path, doc)
+    return times
+
+
+def test_processes_writing_one_fingerprint_never_take_each_others_file(tmp_path, custom_fp):
+    # Under xdist every worker writes every endpoint's fingerprint into the one run directory.
+    import multiprocessing
+
+    path = str(tmp_path / "fingerprints" / "custom.json")
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        assert pool.starmap(_write_many, [(path, custom_fp, 40)] * 2) == [40, 40]
+    assert load_fingerprint(path) == custom_fp
+    assert sorted(p.name for p in (tmp_path / "fingerprints").iterdir()) == ["custom.json"]

@@ -135,7 +135,9 @@ def write_fingerprint(path: str | Path, doc: dict) -> Path:
     """Write a fingerprint as JSON with sorted keys (atomically: a reader never sees half a file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    # Named per process: under xdist every worker introduces every endpoint and writes its fingerprint,
+    # and a shared temporary name let one worker's os.replace take another's file away mid-write.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False), encoding="utf-8")
     os.replace(tmp, path)
     return path

@@ -281,7 +281,7 @@ def _safe(name: str) -> str:
 
 def _atomic_write(path: Path, text: str) -> None:
     """Write ``text`` (secrets redacted) in place of ``path``; a failed write leaves the old file whole."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: xdist workers share the run directory
     try:
         tmp.write_text(redact(text), encoding="utf-8")
         os.replace(tmp, path)
