@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from conftest import collect_until_done, load_json
+from harness.reference.cache import NodeCache
 from harness.reference.failures import RUN_FRAMES
 from harness.reference.profile import FailureRule, Profile
 from harness.reference.server import running_server
@@ -258,3 +259,40 @@ async def test_partial_acceptance_runs_only_the_outputs_that_validated():
         assert list(body["node_errors"]) == ["4"] and body["node_errors"]["4"]["dependent_outputs"] == ["5"]
         entry = await history(session, srv.url, body["prompt_id"])
         assert entry["prompt"][4] == ["3"] and list(entry["outputs"]) == ["3"]
+
+
+def test_a_long_chain_runs_with_cache_keys_of_constant_size(reference_endpoint):
+    """900 EmptyImage → ImageInvert nodes (real 0.3.64 accepts 900): accepted, run and answered; the
+    cache keys a node by its upstream node's key as a digest, so no key grows with the chain (nested as
+    text they doubled per node and froze the server at a 100-node chain)."""
+    import httpx
+
+    from conftest import wait_history
+
+    chain = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}}}
+    for i in range(2, 901):
+        chain[str(i)] = {"class_type": "ImageInvert", "inputs": {"image": [str(i - 1), 0]}}
+    chain["901"] = {"class_type": "SaveImage", "inputs": {"images": ["900", 0], "filename_prefix": "chain"}}
+    srv = reference_endpoint("stock")
+    with httpx.Client(base_url=srv.url, timeout=60) as client:
+        reply = client.post("/prompt", json={"prompt": chain})
+        assert reply.status_code == 200, reply.text
+        entry = wait_history(client, reply.json()["prompt_id"], timeout=60)
+    assert entry["status"]["status_str"] == "success"
+    assert entry["outputs"]["901"]["images"][0]["filename"].startswith("chain")
+    cache = NodeCache()
+    cache.set_prompt(chain, _NoFiles())
+    assert len(cache._signatures) == 901 and {len(k) for k in cache._signatures.values()} == {64}
+    # The same chain under other node ids is the same work: the last node's key does not name ids.
+    shifted = {str(int(k) + 5000): {**n, "inputs": {name: [str(int(v[0]) + 5000), v[1]] if isinstance(v, list) else v
+                                                     for name, v in n["inputs"].items()}} for k, n in chain.items()}
+    other = NodeCache()
+    other.set_prompt(shifted, _NoFiles())
+    assert other._signatures["5901"] == cache._signatures["901"]
+
+
+class _NoFiles:
+    """Storage for a prompt that loads no file (its LoadImage inputs would be hashed)."""
+
+    def annotated_path(self, name: str):
+        raise AssertionError(f"the chain reads no file, yet {name!r} was asked for")
