@@ -198,12 +198,10 @@ def _convert(args: argparse.Namespace) -> int:
         try:
             workflow = load_workflow(path)
             prompt = convert(workflow, catalogue, frontend=modelled.frontend) if is_ui_workflow(workflow) else workflow
-        except ConversionError as exc:
-            print(f"comfy-compat: {path}: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        except HarnessError as exc:  # unreadable, not a workflow: the message names the file already
-            print(f"comfy-compat: {exc}", file=sys.stderr)
+        except HarnessError as exc:
+            # load_workflow's messages name the file; the converter's name only the node.
+            where = "" if not isinstance(exc, ConversionError) else f"{path}: "
+            print(f"comfy-compat: {where}{exc}", file=sys.stderr)
             failed += 1
             continue
         text = json.dumps(prompt, indent=2, ensure_ascii=False) + "\n"

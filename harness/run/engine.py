@@ -29,7 +29,7 @@ from harness.run.classify import Classification, missing_node
 from harness.run.endpoints import Endpoint
 from harness.errors import ConfigError, HarnessError
 from harness.report.fingerprint import fingerprint
-from harness.run.outcomes import Outcome
+from harness.run.outcomes import NODE_ERROR_PRECEDENCE, Outcome
 from harness.run.preflight import preflight
 from harness.run.secrets import redact, remember, scrub
 from harness.providers.base import BaseProvider, OutputImage, RunRecord, Timings, failure, watching
@@ -376,8 +376,9 @@ def _wholly_cached(record: RunRecord, workflow: dict) -> bool:
     return record.cached_nodes is not None and record.cached_nodes >= len(workflow)
 
 
-_PROVABLE = frozenset({Outcome.MISSING_NODE, Outcome.MISSING_MODEL, Outcome.INVALID_INPUT, Outcome.INVALID_GRAPH})
-"""Validation-level outcomes: what the preflight against an endpoint's catalogue decides as ComfyUI would."""
+_PROVABLE = frozenset(NODE_ERROR_PRECEDENCE)
+"""Validation-level outcomes (those of ComfyUI's node errors): what the preflight against an endpoint's
+catalogue decides as ComfyUI would."""
 
 
 def _recover_hidden(verdict: Classification | None, prediction: Classification | None) -> Classification | None:
