@@ -25,7 +25,7 @@ from __future__ import annotations
 import enum
 import sys
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -217,7 +217,7 @@ def _type_name(exc: BaseException) -> str:
     return cls.__qualname__ if module in (None, "builtins") else f"{module}.{cls.__qualname__}"
 
 
-_Files = Mapping[str, Sequence[str]]
+_Files = Mapping[str, Collection[str]]
 
 
 def _annotated_file_exists(name: Any, files: _Files) -> bool:

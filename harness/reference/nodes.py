@@ -191,11 +191,7 @@ def _image_saver(kind: str, compress_level: int, prefix_suffix: Callable[[], str
 
     def save(call: NodeCall) -> Result:
         with call.storage.save_lock:
-            try:
-                return _save(call)
-            except BaseException:
-                call.storage.changed()  # whatever was written is found by the next walk
-                raise
+            return _save(call)
 
     def _save(call: NodeCall) -> Result:
         images = call.inputs["images"].as_kind("IMAGE")
@@ -214,14 +210,18 @@ def _image_saver(kind: str, compress_level: int, prefix_suffix: Callable[[], str
         large = kind == "output" and call.storage.large_output is not None
         for batch_number in range(images.batch):
             filename = f"{base.replace('%batch_num%', str(batch_number))}_{counter:05}_.png"
-            if large:
-                # The profile's output_megabytes: the server's one noise PNG (its own size, no metadata).
-                call.storage.place_large_output(folder / filename)
-            else:
-                Image.new(mode, (images.width, images.height), colour).save(
-                    folder / filename, pnginfo=info, compress_level=compress_level
-                )
-            call.storage.added(kind, os.path.join(subfolder, filename))
+            try:
+                if large:
+                    # The profile's output_megabytes: the server's one noise PNG (its own size, no metadata).
+                    call.storage.place_large_output(folder / filename)
+                else:
+                    Image.new(mode, (images.width, images.height), colour).save(
+                        folder / filename, pnginfo=info, compress_level=compress_level
+                    )
+            finally:
+                # A file a failing save left half-written is in the folder all the same.
+                if (folder / filename).exists():
+                    call.storage.added(kind, os.path.join(subfolder, filename))
             results.append({"filename": filename, "subfolder": subfolder, "type": kind})
             counter += 1
         return (), {"images": results}

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from harness.comfy.modelfiles import INPUT_FOLDER
 from harness.reference.executor import Executor
 from harness.reference.hub import Hub
 from harness.reference.objectinfo import object_info
@@ -52,10 +53,11 @@ class ServerState:
         return {**{k: list(v) for k, v in self.profile.models.items()}, **self.storage.listing()}
 
     def object_info(self) -> dict:
-        files = self.files()
-        key = repr(sorted(files.items()))
+        # Only the input folder's files change it (the models are the profile's): outputs saved since
+        # the last read neither cost a look nor a rebuild.
+        key = frozenset(self.storage.listing()[INPUT_FOLDER])
         if self._object_info is None or self._object_info[0] != key:
-            self._object_info = (key, object_info(self.catalogue, files))
+            self._object_info = (key, object_info(self.catalogue, self.files()))
         return self._object_info[1]
 
     async def close(self) -> None:

@@ -4,15 +4,13 @@ temporary directory, with the path rules of ComfyUI's ``folder_paths``, ``/view`
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import math
 import os
-import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from PIL import Image
@@ -33,15 +31,21 @@ class Storage:
         self.dirs = {kind: self.root / kind for kind in FOLDER_TYPES}
         for folder in self.dirs.values():
             folder.mkdir()
-        for image in inputs:
-            Image.new("RGB", (image.width, image.height), (128, 128, 128)).save(self.dirs["input"] / image.name)
-        self._listing: dict[str, list[str]] | None = None
+        self._files: dict[str, set[str]] = {kind: set() for kind in FOLDER_TYPES}
+        """Relative paths of every file per folder type. The root is new and every write goes through
+        this object, so the folders are never walked: each write adds its file (``added``)."""
+        self._counters: dict[tuple[str, str, str], int] = {}
+        """Per (folder type, subfolder, base name): the highest counter ``get_save_image_path`` would read
+        off that subfolder's entries, kept up to date by ``added`` so a save lists no folder."""
         self.save_lock = threading.Lock()
+        """Held from choosing a save's file name to writing it: with capacity > 1 workers save at once
+        (in threads), and two saves must never pick the same counter. Uploads hold it too."""
         self.without_metadata: set[str] = set()
         """Client ids whose saved PNGs carry no prompt/workflow text: worker-comfyui's start.sh runs
         ComfyUI with ``--disable-metadata`` (seen on a real 5.8.5 worker), the native server does not."""
-        """Held from choosing a save's file name to writing it: with capacity > 1 workers save at once
-        (in threads), and two saves must never pick the same counter."""
+        for image in inputs:
+            Image.new("RGB", (image.width, image.height), (128, 128, 128)).save(self.dirs["input"] / image.name)
+            self.added("input", image.name)
         self.large_output: Path | None = None
         """With ``output_megabytes``: the noise PNG every SaveImage output is a hard link to."""
         if output_megabytes is not None:
@@ -59,29 +63,25 @@ class Storage:
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def listing(self) -> dict[str, list[str]]:
+    def listing(self) -> dict[str, set[str]]:
         """Relative paths of every file per folder type, as validation and LoadImage see them.
 
-        Walked again only after a write through this object (``changed()``): every POST /prompt asks,
-        and walking a few hundred outputs each time made the server the bottleneck under load.
+        The live sets, not copies (read them, never change them): every POST /prompt asks, and a copy
+        of 20,000 saved outputs per prompt would make the server's cost grow with its history.
         """
-        if self._listing is None:
-            out: dict[str, list[str]] = {}
-            for kind, folder in self.dirs.items():
-                out[INPUT_FOLDER if kind == "input" else kind] = sorted(
-                    str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()
-                )
-            self._listing = out
-        return {k: list(v) for k, v in self._listing.items()}
-
-    def changed(self) -> None:
-        """Files were written: the next listing walks the folders again."""
-        self._listing = None
+        return {INPUT_FOLDER if kind == "input" else kind: names for kind, names in self._files.items()}
 
     def added(self, kind: str, relative: str) -> None:
-        """One file was written under ``kind`` (``input``, ``output``, ``temp``): listed without a walk."""
-        if self._listing is not None:
-            bisect.insort(self._listing[INPUT_FOLDER if kind == "input" else kind], relative)
+        """A file was written under ``kind`` (``input``, ``output``, ``temp``): listed, and counted for
+        every base name its path's entries (its subfolders too, as ``os.listdir`` shows them) match.
+        Callers hold ``save_lock``."""
+        self._files[kind].add(relative)
+        subfolder = ""
+        for entry in relative.split("/"):
+            for base, counter in _entry_counters(entry):
+                key = (kind, subfolder, base)
+                self._counters[key] = max(counter, self._counters.get(key, counter))
+            subfolder = os.path.join(subfolder, entry)
 
     def annotated_path(self, name: str) -> Path:
         """``folder_paths.get_annotated_filepath``: "x.png", "sub/x.png" or "x.png [output]"."""
@@ -127,32 +127,47 @@ class Storage:
         os.makedirs(full_folder, exist_ok=True)
         stem, ext = os.path.splitext(filename)
         duplicate = False
-        if not overwrite:
-            i = 1
-            while os.path.exists(filepath):
-                if _sha256(filepath) == hashlib.sha256(data).hexdigest():
-                    duplicate = True
-                    break
-                filename = f"{stem} ({i}){ext}"
-                filepath = os.path.join(full_folder, filename)
-                i += 1
-        if not duplicate:
-            Path(filepath).write_bytes(data)
-            self.changed()
+        # Under the save lock: a save choosing its counter meanwhile must see this file.
+        with self.save_lock:
+            if not overwrite:
+                i = 1
+                while os.path.exists(filepath):
+                    if _sha256(filepath) == hashlib.sha256(data).hexdigest():
+                        duplicate = True
+                        break
+                    filename = f"{stem} ({i}){ext}"
+                    filepath = os.path.join(full_folder, filename)
+                    i += 1
+            if not duplicate:
+                Path(filepath).write_bytes(data)
+                self.added(kind or "input", os.path.relpath(filepath, upload_dir))
         return filename
 
     def next_save_path(self, kind: str, prefix: str) -> tuple[Path, str, str, int]:
         """``folder_paths.get_save_image_path``: the folder, base name, subfolder and first free counter.
 
-        ComfyUI also expands %date% style tokens in the prefix; the reference keeps the prefix literal.
+        ComfyUI lists the folder for the counter; the reference reads the one ``added`` kept (the caller
+        holds ``save_lock``). ComfyUI also expands %date% style tokens in the prefix; the reference
+        keeps the prefix literal.
         """
         subfolder = os.path.dirname(os.path.normpath(prefix))
         base = os.path.basename(os.path.normpath(prefix))
         folder = self.dirs[kind] / subfolder
         folder.mkdir(parents=True, exist_ok=True)
-        pattern = re.compile(re.escape(base) + r"_(\d{5})_")
-        counters = [int(m.group(1)) for p in folder.iterdir() if (m := pattern.match(p.name))]
-        return folder, base, subfolder, max(counters, default=0) + 1
+        highest = self._counters.get((kind, subfolder, base))
+        return folder, base, subfolder, 1 if highest is None else highest + 1
+
+
+def _entry_counters(entry: str) -> Iterator[tuple[str, int]]:
+    """``get_save_image_path``'s ``map_filename`` for every base name a folder entry matches: the entry
+    "<base>_<digits>_..." has counter int(digits), or 0 where no number follows the underscore
+    ("a_b_00001_.png": 0 for "a", 1 for "a_b", 0 for "a_b_00001")."""
+    for i, char in enumerate(entry):
+        if char == "_":
+            try:
+                yield entry[:i], int(entry[i + 1:].split("_")[0])
+            except ValueError:
+                yield entry[:i], 0
 
 
 def write_noise_png(path: Path, megabytes: float) -> None:
