@@ -29,7 +29,8 @@ from harness.run.cases import Case  # noqa: E402
 from harness.run.endpoints import Endpoint  # noqa: E402
 from harness.comfy.workflows import load_workflow  # noqa: E402
 
-__all__ = ["ROOT", "EngineRun", "cases", "endpoint", "peak_rss_mb", "report", "run_engine", "server"]
+__all__ = ["ROOT", "EngineRun", "cases", "endpoint", "peak_rss_mb", "report", "run_engine", "server",
+           "server_process"]
 
 SMOKE = ROOT / "workflows" / "smoke_invert.json"
 _CLI = Path(sys.executable).with_name("comfy-compat")
@@ -38,6 +39,13 @@ _CLI = Path(sys.executable).with_name("comfy-compat")
 @contextlib.contextmanager
 def server(**execution: Any) -> Iterator[str]:
     """A stock reference endpoint with these ``execution:`` knobs, served by a subprocess; yields its URL."""
+    with server_process(**execution) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def server_process(**execution: Any) -> Iterator[tuple[str, int]]:
+    """``server()``, yielding its URL and process id (to read the server's own CPU time and memory)."""
     with tempfile.TemporaryDirectory(prefix="comfy-compat-bench-") as tmp:
         profile = {
             "name": "bench",
@@ -54,7 +62,7 @@ def server(**execution: Any) -> Iterator[str]:
             line = proc.stdout.readline()
             if " listening on " not in line:
                 raise RuntimeError(f"the reference server did not start: {line!r}")
-            yield line.split(" listening on ", 1)[1].split()[0]
+            yield line.split(" listening on ", 1)[1].split()[0], proc.pid
         finally:
             proc.terminate()
             try:
