@@ -101,7 +101,7 @@ def run_engine(endpoints: Sequence[Endpoint], run_cases: Sequence[Case]) -> Engi
 
     async def main(report_dir: Path) -> EngineRun:
         writer = MatrixWriter(report_dir)
-        engine = Engine(list(endpoints), writer)
+        engine = Engine(list(endpoints), writer, listeners=[writer])
         await engine.start()
         try:
             cpu0, wall0 = time.process_time(), time.perf_counter()

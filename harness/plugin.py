@@ -543,10 +543,10 @@ class CompatRun:
         self.writer = MatrixWriter(self.settings.report_dir, self.run_id, part=self.worker, repeat=self.settings.repeat)
         scheduled = {case.id: case for case, _ in self._scheduled}
         self.writer.matrix["run"]["selection"] = self.selection  # written with the plan, below
-        self.writer.plan(list(scheduled.values()), self._suite.waivers if self._suite else [])
+        self.writer.plan(list(scheduled.values()), self._suite.waivers if self._suite else [], cells=len(self._scheduled))
         self._thread = EngineThread()
-        self._engine = Engine(endpoints, self.writer, repeat=self.settings.repeat, cold_start=self.settings.cold_start,
-                              repeat_identical=self.settings.repeat_identical)
+        self._engine = Engine(endpoints, self.writer, listeners=[self.writer], repeat=self.settings.repeat,
+                              cold_start=self.settings.cold_start, repeat_identical=self.settings.repeat_identical)
         self._thread.call(self._engine.start())
 
     def _start_reference_endpoints(self) -> list[Endpoint]:
@@ -603,7 +603,6 @@ class CompatRun:
             self.writer.finish("interrupted" if interrupted else "complete")
             return None
         self.writer.merge_parts()
-        self.writer.finish("interrupted" if interrupted else "complete")
-        return conclude(self.writer, migration=self.migration(), budgets=Budgets.from_dict(
-            (self._verdict_spec or VerdictSpec()).budgets), compare_to=self.settings.compare_to,
-            alluredir=self.settings.alluredir)
+        return conclude(self.writer, status="interrupted" if interrupted else "complete", migration=self.migration(),
+                        budgets=Budgets.from_dict((self._verdict_spec or VerdictSpec()).budgets),
+                        compare_to=self.settings.compare_to, alluredir=self.settings.alluredir)

@@ -124,7 +124,7 @@ def run_faults(root: Path) -> FaultRun:
     server = FaultServer(redirect_to=other).start()
     before = set(root.rglob("*"))
     writer = MatrixWriter(root / "reports", "fault-run")
-    engine = Engine([endpoint(server, fault, kind) for fault, kind, _ in CELLS], writer)
+    engine = Engine([endpoint(server, fault, kind) for fault, kind, _ in CELLS], writer, listeners=[writer])
     thread = EngineThread()
 
     async def timed(fault: str, kind: str) -> tuple[Cell, float]:

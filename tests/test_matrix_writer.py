@@ -1,33 +1,115 @@
-"""matrix.json on disk while a run goes on: a cell after a quiet spell at once, a burst within WRITE_INTERVAL,
-every one at finish; the file is complete JSON whenever it is read."""
+"""The report on disk while a run goes on: every finished cell in cells.jsonl at once (and after a SIGKILL),
+live files whose size does not grow with the cells, every report written once at the end."""
 
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import textwrap
 import time
 
+import pytest
+
+from harness.errors import ConfigError
+from harness.report import matrix as matrix_module
+from harness.report.cells_log import read_cells
+from harness.report.drift import load_run
+from harness.report.matrix import MatrixWriter
 from harness.run.cells import Cell
 from harness.run.outcomes import Outcome
-from harness.report import matrix as matrix_module
-from harness.report.matrix import MatrixWriter
 
 
-def on_disk(writer: MatrixWriter) -> list[str]:
-    return [c["case"] for c in json.loads((writer.dir / "matrix.json").read_text())["cells"]]
+def cell(case: str, outcome: Outcome = Outcome.PASSED) -> Cell:
+    return Cell(case, "e", outcome, Outcome.PASSED, evidence={"message": f"{case} said so"} if outcome is not Outcome.PASSED else {})
 
 
-def test_cells_reach_disk_within_the_interval_without_another_call(tmp_path, monkeypatch):
+def test_each_cell_is_on_disk_when_add_cell_returns(tmp_path):
+    writer = MatrixWriter(tmp_path)
+    writer.add_cell(cell("a"))
+    assert [c["case"] for c in load_run(writer.dir)["cells"]] == ["a"]
+    writer.add_cell(cell("b", Outcome.MISSING_NODE))
+    run = load_run(writer.dir)  # an unfinished run reads whole from its log
+    assert run["run"]["status"] == "running" and [c["case"] for c in run["cells"]] == ["a", "b"]
+    assert json.loads((writer.dir / "matrix.json").read_text())["cells"] == []  # the header: no cells while running
+
+
+def test_the_progress_page_follows_within_the_interval_without_another_call(tmp_path, monkeypatch):
     monkeypatch.setattr(matrix_module, "WRITE_INTERVAL", 0.3)
     writer = MatrixWriter(tmp_path)
     time.sleep(0.3)
-    writer.add_cell(Cell("a", "e", Outcome.PASSED, Outcome.PASSED))
-    assert on_disk(writer) == ["a"]  # after a quiet interval a result is written as it arrives
-    writer.add_cell(Cell("b", "e", Outcome.PASSED, Outcome.PASSED))
-    writer.add_cell(Cell("c", "e", Outcome.PASSED, Outcome.PASSED))
-    assert on_disk(writer) == ["a"]  # batched...
+    writer.add_cell(cell("a"))
+    page = writer.dir / "report.html"
+    assert "<b>1</b> cells finished" in page.read_text()  # after a quiet interval, at once
+    writer.add_cell(cell("b", Outcome.MISSING_NODE))
+    writer.add_cell(cell("c"))
+    assert "<b>1</b> cells finished" in page.read_text()  # batched...
     time.sleep(0.6)
-    assert on_disk(writer) == ["a", "b", "c"]  # ...and flushed by the timer, with nothing else happening
-    writer.add_cell(Cell("d", "e", Outcome.PASSED, Outcome.PASSED))
+    text = page.read_text()
+    assert "<b>3</b> cells finished: 2 passed, 1 missing_node" in text  # ...and refreshed by the timer
+    assert "b said so" in text  # the latest surprises are listed
+
+
+def test_live_files_do_not_grow_with_the_cells(tmp_path, monkeypatch):
+    """What is rewritten while the run goes on costs the same at the 1,000th cell as at the 200th."""
+    monkeypatch.setattr(matrix_module, "WRITE_INTERVAL", 0)  # rewrite on every cell: the worst case
+    writer = MatrixWriter(tmp_path)
+    sizes = {}
+    for n in range(1, 1001):
+        writer.add_cell(cell(f"c{n:05d}", Outcome.MISSING_NODE if n % 7 == 0 else Outcome.PASSED))
+        if n in (200, 1000):
+            sizes[n] = ((writer.dir / "matrix.json").stat().st_size, (writer.dir / "report.html").stat().st_size)
+    assert sizes[1000][0] == sizes[200][0]
+    assert sizes[1000][1] < sizes[200][1] * 1.01  # the same 20 latest surprises; only the counts' digits differ
+    log = (writer.dir / "cells.jsonl").read_bytes()
+    assert log.count(b"\n") == 1000 and all(json.loads(line) for line in log.splitlines())
+
+
+def test_finish_writes_every_report_once_in_plan_order(tmp_path):
+    writer = MatrixWriter(tmp_path)
+    for case in ("b", "a"):
+        writer.add_cell(cell(case))
+    writer.matrix["cases"] = ["a", "b"]
     writer.finish()
-    assert on_disk(writer) == ["a", "b", "c", "d"]
-    assert json.loads((writer.dir / "matrix.json").read_text())["run"]["status"] == "complete"
+    text = (writer.dir / "matrix.json").read_text()
+    data = json.loads(text)
+    assert data["run"]["status"] == "complete" and [c["case"] for c in data["cells"]] == ["a", "b"]
+    assert text.count('{"case":') == 2  # one line per cell
+    assert "a on e" in (writer.dir / "report.html").read_text().replace("<b>", "").replace("</b>", "")
+    assert "| a |" in (writer.dir / "matrix.md").read_text()
+
+
+def test_a_torn_last_line_is_left_out_and_a_bad_line_named(tmp_path):
+    log = tmp_path / "cells.jsonl"
+    log.write_bytes(b'{"case": "a", "endpoint": "e"}\n{"case": "b", "endp')
+    assert [c["case"] for c in read_cells(log)] == ["a"]
+    log.write_bytes(b'{"case": "a"}\nnot json\n{"case": "b"}\n')
+    with pytest.raises(ConfigError, match=r"cells.jsonl:2: not a JSON cell"):
+        read_cells(log)
+
+
+def test_sigkill_mid_run_leaves_every_finished_cell_readable(tmp_path):
+    script = textwrap.dedent(f"""
+        import sys, time
+        from harness.report.matrix import MatrixWriter
+        from harness.run.cells import Cell
+        from harness.run.outcomes import Outcome
+        writer = MatrixWriter({str(tmp_path)!r}, "killed")
+        for n in range(50):
+            writer.add_cell(Cell(f"c{{n:02d}}", "e", Outcome.PASSED, Outcome.PASSED))
+        print("50 done", flush=True)
+        time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "50 done"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    run_dir = tmp_path / "killed"
+    assert len(load_run(run_dir)["cells"]) == 50
+    result = subprocess.run([sys.executable, "-m", "harness.cli", "report", str(run_dir), "--write"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "c49" in (run_dir / "report.html").read_text() and "c49" in (run_dir / "matrix.md").read_text()

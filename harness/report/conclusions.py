@@ -43,15 +43,20 @@ def drift_against(writer: MatrixWriter, compare_to: str) -> dict[str, Any] | Non
     return compare_runs(old, writer.matrix, writer.dir)
 
 
-def conclude(writer: MatrixWriter, *, migration: tuple[str, str] | None, budgets: Budgets = Budgets(),
-             compare_to: str | None = None, alluredir: str | None = None) -> dict[str, Any] | None:
-    """Add the verdict and drift to the run's matrix and publish it; returns the verdict, if asked for."""
+def conclude(writer: MatrixWriter, *, status: str = "complete", migration: tuple[str, str] | None,
+             budgets: Budgets = Budgets(), compare_to: str | None = None, alluredir: str | None = None) -> dict[str, Any] | None:
+    """Finish the run with ``status``, its verdict and drift, written once; returns the verdict, if asked for.
+
+    The reports are written even when working out the verdict or drift fails: the cells must not be lost.
+    """
     sections: dict[str, Any] = {}
-    if migration is not None:
-        sections["verdict"] = verdict_of(writer.matrix, *migration, budgets=budgets)
-    if compare_to is not None:
-        sections["drift"] = drift_against(writer, compare_to)
-    writer.update(**sections)
+    try:
+        if migration is not None:
+            sections["verdict"] = verdict_of(writer.matrix, *migration, budgets=budgets)
+        if compare_to is not None:
+            sections["drift"] = drift_against(writer, compare_to)
+    finally:
+        writer.finish(status, **sections)
     summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary_file:
         with open(summary_file, "a", encoding="utf-8") as out:

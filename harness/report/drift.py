@@ -11,11 +11,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
 
 from harness.errors import ConfigError
+from harness.report.cells_log import logs_of, read_cells
 from harness.report.fingerprint import SYSTEM_KEYS, combo_options, load_fingerprint, system_of
 
 __all__ = [
@@ -51,7 +53,23 @@ def load_run(run_dir: str | Path) -> dict:
         raise ConfigError(f"{matrix_path}: not JSON ({exc})") from None
     if not isinstance(matrix, dict) or not isinstance(matrix.get("cells"), list):
         raise ConfigError(f"{matrix_path}: not a comfy-compat matrix (no 'cells' list)")
+    if (matrix.get("run") or {}).get("status") == "running" and not matrix["cells"]:
+        _from_logs(matrix, path)
     return matrix
+
+
+def _from_logs(matrix: dict, run_dir: Path) -> None:
+    """An unfinished run (killed, or still going): its cells from the logs, endpoints from workers' parts.
+
+    Its matrix.json holds only the plan while it runs; every finished cell is in cells.jsonl (or, under
+    xdist, parts/<worker>.jsonl), so a killed run still reads whole, up to its last finished cell.
+    """
+    for log in logs_of(run_dir):
+        matrix["cells"] += read_cells(log)
+        header = log.with_suffix(".json")
+        if not matrix.get("endpoints") and log.parent.name == "parts" and header.is_file():
+            with contextlib.suppress(OSError, ValueError):
+                matrix["endpoints"] = json.loads(header.read_text(encoding="utf-8")).get("endpoints") or []
 
 
 def _run_key(name: str) -> tuple[str, int] | None:
@@ -92,7 +110,10 @@ def _lacks_cells(run_dir: Path, cells: set[tuple[str, str]] | None) -> bool:
         matrix = json.loads((run_dir / "matrix.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False  # unreadable: load_run says why, once it is chosen
-    if not (matrix.get("run") or {}).get("selection"):
+    run = matrix.get("run") or {}
+    if run.get("status") == "running":  # never finished (killed): it has what its log has
+        matrix = load_run(run_dir)
+    elif not run.get("selection"):
         return False
     return cells is None or not cells <= {(c.get("case"), c.get("endpoint")) for c in matrix.get("cells", [])}
 

@@ -22,9 +22,14 @@ from harness.report.drift import endpoint_change_lines
 from harness.report.markdown import node_error_text
 from harness.report.markdown import conversion_text
 
-__all__ = ["render_html", "cell_anchor"]
+__all__ = ["cell_anchor", "render_html", "render_progress"]
 
 _BADGE = {"passed": "✔", "product": "✖", "infra": "⚠"}
+DETAILS_LIMIT = 1_000
+"""Above this many cells the page details only the cells that failed or surprised: 20,000 detailed cells
+make a 37 MB page that a browser takes many seconds to open; the matrix still shows every cell."""
+_OPEN_LIMIT = 200
+"""Failures' details open by default, up to this many (each open one costs the browser layout)."""
 _VERDICT_CLASS = {"GO": "go", "NO-GO": "nogo", "UNDECIDABLE": "undecidable"}
 
 
@@ -79,35 +84,70 @@ def render_html(matrix: Mapping[str, Any]) -> str:
     cases, endpoints, by_key = _grid(matrix)
     outcomes = matrix.get("outcomes") or {}
     ordered = [by_key[(c, e)] for c in cases for e in endpoints if (c, e) in by_key]
-    title = f"comfy-compat run {run.get('id', '?')}"
+    detailed = ordered if len(ordered) <= DETAILS_LIMIT else [c for c in ordered if _noteworthy(c)]
     body = [
         _header(run, ordered),
         _verdict(matrix.get("verdict")),
         _filters(ordered, endpoints),
-        _matrix_table(cases, endpoints, by_key, outcomes),
+        _matrix_table(cases, endpoints, by_key, outcomes, {(c["case"], c["endpoint"]) for c in detailed}),
         _endpoints(matrix.get("endpoints") or []),
         _drift(matrix.get("drift")),
-        _details(ordered, outcomes),
+        _details(detailed, outcomes, left_out=len(ordered) - len(detailed)),
         _disagreements(ordered),
     ]
+    return _page(f"comfy-compat run {run.get('id', '?')}", body, script=_JS)
+
+
+def render_progress(matrix: Mapping[str, Any], *, done: int, planned: int | None, counts: Mapping[str, int],
+                    recent: Sequence[Mapping[str, Any]]) -> str:
+    """report.html while the run goes on: how far it got and its latest surprises, reloading itself.
+
+    Its size does not grow with the cells (the whole report replaces it when the run ends): rendering
+    every cell each time would make a long run's report writing quadratic.
+    """
+    run = matrix.get("run") or {}
+    outcomes = matrix.get("outcomes") or {}
+    of = f" of {planned:,}" if planned else ""
+    tally = ", ".join(f"{n:,} {_e(o)}" for o, n in sorted(counts.items(), key=lambda item: -item[1]))
+    items = "".join(
+        f"<li><span class=\"badge d-{_slug(_disposition(c, outcomes))}\">{_e(c.get('outcome'))}</span> "
+        f"<b>{_e(c.get('case'))}</b> on <b>{_e(c.get('endpoint'))}</b> (expected {_e(c.get('expected'))}): "
+        f"{_e(str((c.get('evidence') or {}).get('message') or '')[:300])}</li>" for c in recent)
+    body = [
+        _title(run, f"<b>{done:,}</b>{of} cells finished"),
+        f"<section id=\"progress\"><h2>Running</h2><p><b>{done:,}</b>{of} cells finished"
+        + (f": {tally}" if tally else "") + ". This page reloads every 5 s; the full report replaces it when the run "
+        f"ends. Every finished cell is in <code>{_e(matrix.get('cells_log') or 'cells.jsonl')}</code>.</p>"
+        + (f"<h3>Latest not as expected</h3><ul class=\"recent\">{items}</ul>" if items else "") + "</section>",
+    ]
+    return _page(f"comfy-compat run {run.get('id', '?')} (running)", body, refresh=5)
+
+
+def _page(title: str, body: Sequence[str], *, script: str = "", refresh: int | None = None) -> str:
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        + (f"<meta http-equiv=\"refresh\" content=\"{refresh}\">" if refresh else "")
         # No fetches of any kind: the page must work opened from disk on a machine without network.
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+        + "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
         "style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">"
         f"<title>{_e(title)}</title><style>{_CSS}</style></head>\n<body>\n"
         + "\n".join(part for part in body if part)
-        + f"\n<script>{_JS}</script>\n</body></html>\n"
+        + (f"\n<script>{script}</script>" if script else "") + "\n</body></html>\n"
     )
 
 
 def _header(run: Mapping[str, Any], cells: Sequence[Mapping[str, Any]]) -> str:
+    unexpected = sum(not c.get("ok", True) for c in cells)
+    return _title(run, f"{len(cells)} cells, <b>{unexpected}</b> not as expected")
+
+
+def _title(run: Mapping[str, Any], summary: str) -> str:
+    """The run's heading: id, status, when, ``summary`` (trusted HTML), harness version."""
     status = run.get("status", "unknown")
     when = f"started {_e(run.get('started'))}"
     if run.get("finished"):
         when += f", finished {_e(run.get('finished'))}"
-    unexpected = sum(not c.get("ok", True) for c in cells)
     extras = []
     if (run.get("repeat") or 1) > 1:
         extras.append(f"{_e(run['repeat'])} attempts per cell")
@@ -116,7 +156,7 @@ def _header(run: Mapping[str, Any], cells: Sequence[Mapping[str, Any]]) -> str:
     return (
         f"<header><h1>comfy-compat run <span class=\"run-id\">{_e(run.get('id', '?'))}</span></h1>"
         f"<p class=\"meta\"><span class=\"status status-{_e(_slug(str(status)))}\">{_e(status)}</span> "
-        f"{when} · {len(cells)} cells, <b>{unexpected}</b> not as expected · "
+        f"{when} · {summary} · "
         f"harness {_e(run.get('harness_version'))}"
         + "".join(f" · {x}" for x in extras) + "</p></header>"
     )
@@ -189,14 +229,18 @@ def _filters(cells: Sequence[Mapping[str, Any]], endpoints: Sequence[str]) -> st
     )
 
 
-def _matrix_table(cases: Sequence[str], endpoints: Sequence[str],
-                  by_key: Mapping[tuple[str, str], Mapping[str, Any]], outcomes: Mapping[str, Any]) -> str:
+def _noteworthy(cell: Mapping[str, Any]) -> bool:
+    return cell.get("outcome") != "passed" or not cell.get("ok", True)
+
+
+def _matrix_table(cases: Sequence[str], endpoints: Sequence[str], by_key: Mapping[tuple[str, str], Mapping[str, Any]],
+                  outcomes: Mapping[str, Any], detailed: set[tuple[str, str]]) -> str:
     if not cases or not endpoints:
         return "<section id=\"matrix\"><p class=\"empty\">No cells yet: nothing has run.</p></section>"
     head = "".join(f"<th class=\"col\" data-endpoint=\"{_e(e)}\">{_e(e)}</th>" for e in endpoints)
     rows = []
     for case in cases:
-        tds = [_matrix_cell(by_key.get((case, e)), case, e, outcomes) for e in endpoints]
+        tds = [_matrix_cell(by_key.get((case, e)), case, e, outcomes, (case, e) in detailed) for e in endpoints]
         rows.append(f"<tr class=\"row\" data-case=\"{_e(case)}\"><th scope=\"row\">{_e(case)}</th>{''.join(tds)}</tr>")
     legend = ("<p class=\"legend\"><span class=\"d-passed\">✔ passed</span> "
               "<span class=\"d-product\">✖ product failure (the endpoint cannot run it)</span> "
@@ -214,7 +258,8 @@ def _search_text(cell: Mapping[str, Any]) -> str:
     return " ".join(str(w) for w in words if w).lower()
 
 
-def _matrix_cell(cell: Mapping[str, Any] | None, case: str, endpoint: str, outcomes: Mapping[str, Any]) -> str:
+def _matrix_cell(cell: Mapping[str, Any] | None, case: str, endpoint: str, outcomes: Mapping[str, Any],
+                 detailed: bool) -> str:
     if cell is None:
         return f"<td class=\"cell empty\" data-endpoint=\"{_e(endpoint)}\" data-outcome=\"\">·</td>"
     disposition = _disposition(cell, outcomes)
@@ -230,10 +275,10 @@ def _matrix_cell(cell: Mapping[str, Any] | None, case: str, endpoint: str, outco
     if (stats.get("attempts") or 1) > 1:
         text += f"<div class=\"rate\">{_e(stats.get('passed'))}/{_e(stats.get('attempts'))} passed</div>"
     anchor = cell_anchor(case, endpoint)
+    target, text = (f" data-target=\"{anchor}\"", f"<a href=\"#{anchor}\">{text}</a>") if detailed else ("", text)
     return (f"<td class=\"{classes}\" data-endpoint=\"{_e(endpoint)}\" data-outcome=\"{_e(outcome)}\" "
-            f"data-ok=\"{'1' if ok else '0'}\" data-search=\"{_e(_search_text(cell))}\" "
-            f"data-target=\"{anchor}\" title=\"{_e(cell.get('case'))} on {_e(endpoint)}: {_e(outcome)}\">"
-            f"<a href=\"#{anchor}\">{text}</a></td>")
+            f"data-ok=\"{'1' if ok else '0'}\" data-search=\"{_e(_search_text(cell))}\"{target} "
+            f"title=\"{_e(cell.get('case'))} on {_e(endpoint)}: {_e(outcome)}\">{text}</td>")
 
 
 def _endpoints(endpoints: Sequence[Mapping[str, Any]]) -> str:
@@ -294,20 +339,23 @@ def _endpoint_drift(changes: Mapping[str, Any]) -> str:
 # -------------------------------------------------------------------------------------------- details
 
 
-def _details(cells: Sequence[Mapping[str, Any]], outcomes: Mapping[str, Any]) -> str:
-    if not cells:
+def _details(cells: Sequence[Mapping[str, Any]], outcomes: Mapping[str, Any], left_out: int = 0) -> str:
+    if not cells and not left_out:
         return ""
-    sections = [_cell_details(c, outcomes) for c in cells]
+    sections = [_cell_details(c, outcomes, opened=i < _OPEN_LIMIT) for i, c in enumerate(cells)]
+    note = (f"<p class=\"hint\">{left_out:,} cells that passed as expected are in the matrix only (a run of more than "
+            f"{DETAILS_LIMIT:,} cells details the others): each one's evidence is its line in matrix.json and its "
+            "folder <code>cells/&lt;case&gt;@&lt;endpoint&gt;/</code>.</p>") if left_out else ""
     return ("<section id=\"cells\"><h2>Cells</h2><p class=\"hint\">Click a matrix cell to open its evidence.</p>"
-            + "\n".join(sections) + "</section>")
+            + note + "\n".join(sections) + "</section>")
 
 
-def _cell_details(cell: Mapping[str, Any], outcomes: Mapping[str, Any]) -> str:
+def _cell_details(cell: Mapping[str, Any], outcomes: Mapping[str, Any], opened: bool = True) -> str:
     disposition = _disposition(cell, outcomes)
     outcome = str(cell.get("outcome"))
     ok = bool(cell.get("ok", True))
     # Failures and surprises open by default: they are what a reader came for; passes stay folded.
-    opened = " open" if (outcome != "passed" or not ok) else ""
+    opened = " open" if opened and (outcome != "passed" or not ok) else ""
     summary = (f"<span class=\"badge d-{_slug(disposition)}\">{_BADGE.get(disposition, '?')} {_e(outcome)}</span> "
                f"<b>{_e(cell.get('case'))}</b> on <b>{_e(cell.get('endpoint'))}</b>"
                + ("" if ok else f" <span class=\"unexpected-tag\">expected {_e(cell.get('expected'))}</span>")

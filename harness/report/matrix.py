@@ -1,16 +1,20 @@
-"""matrix.json: the run's support matrix, rewritten atomically as cells finish.
+"""matrix.json: the run's support matrix, written once when the run ends; cells.jsonl while it runs.
 
-The file is always complete JSON: a crash or Ctrl-C mid-run leaves the cells finished so far, with
-``run.status`` still ``running`` (or ``interrupted``), and ``reports/latest`` already points at it.
-A finished cell reaches disk within ``WRITE_INTERVAL`` seconds: rewriting the whole matrix (and its
-HTML) after each of hundreds of fast cells would cost more than running them.
+Each finished cell is appended to ``cells.jsonl`` at once (``harness.report.cells_log``): a crash, Ctrl-C
+or SIGKILL leaves every finished cell readable there, and ``harness.report.drift.load_run`` (so every
+``comfy-compat`` command) reads an unfinished run from it. While the run goes on, matrix.json holds
+the run's plan and endpoints with ``run.status`` ``running`` and no cells, and report.html is a small
+progress page; both are rewritten at most every ``WRITE_INTERVAL`` seconds, at a cost that does not
+grow with the cells. When the run ends (Ctrl-C included) matrix.json, matrix.md and report.html are
+written once, whole: each cell is written twice in all, however many cells there are.
 
-Under pytest-xdist each worker writes its own part (``parts/<worker>.json``) into the run directory
-the controller named, and the controller merges the parts into the one matrix.json when all are done.
+Under pytest-xdist each worker keeps its own log and header (``parts/<worker>.jsonl`` and ``.json``) in
+the run directory the controller named, and the controller merges the parts into the one matrix.json.
 """
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import json
 import os
@@ -21,12 +25,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
+from harness.report.cells_log import LOG_NAME, CellLog, encode, read_cells
 from harness.run.cells import Cell
 from harness.run.endpoints import Endpoint
+from harness.run.events import CellFinished, EndpointIntroduced, EndpointListed, Event
 from harness.report.fingerprint import write_fingerprint
 from harness.run.outcomes import Outcome
 from harness.run.secrets import redact
-from harness.report.html import render_html
+from harness.report.html import render_html, render_progress
 from harness.report.markdown import render_markdown
 from harness.run.stats import endpoint_costs
 
@@ -38,7 +44,9 @@ __all__ = ["SCHEMA_VERSION", "MatrixWriter", "ReportWriteError", "check_writable
 
 SCHEMA_VERSION = 1
 WRITE_INTERVAL = 1.0
-"""Most seconds between a cell's arrival and its matrix.json rewrite."""
+"""Most seconds between a change and the progress page (and matrix.json's header) showing it."""
+_RECENT = 20
+"""Unexpected cells the progress page lists, newest first."""
 
 
 class ReportWriteError(HarnessError):
@@ -74,7 +82,10 @@ def new_run_id() -> str:
 
 
 class MatrixWriter:
-    """Collects endpoints and cells of one run and keeps ``reports/<run-id>/`` current on disk."""
+    """Collects endpoints and cells of one run and keeps ``reports/<run-id>/`` readable on disk.
+
+    A listener of the engine's events (``handle``): the engine does not know what it writes.
+    """
 
     def __init__(self, report_root: Path, run_id: str | None = None, *, part: str | None = None, repeat: int = 1) -> None:
         self.run_id = run_id or new_run_id()
@@ -83,7 +94,6 @@ class MatrixWriter:
         check_writable(self.dir)
         self.part = part
         """The xdist worker this writer belongs to; None for the run's own matrix."""
-        self._init_writes()
         self.matrix: dict = {
             "schema_version": SCHEMA_VERSION,
             "run": {"id": self.run_id, "started": _now(), "finished": None, "status": "running",
@@ -98,12 +108,25 @@ class MatrixWriter:
             "waivers": [],
             "endpoints": [],
             "cells": [],
+            "cells_log": LOG_NAME,
             "verdict": None,
             "drift": None,
         }
+        self._init_writes()
+        try:
+            if part is not None:
+                (self.dir / "parts").mkdir(exist_ok=True)
+            self._log = CellLog(self._header.with_suffix(".jsonl") if part is not None else self.dir / LOG_NAME)
+        except OSError as exc:
+            raise ReportWriteError(f"cannot write the report under {self.dir}: {exc.strerror or exc}") from None
         if part is None:
             self._point_latest()
-        self._write()
+        self._write(live=True)
+
+    @property
+    def _header(self) -> Path:
+        """matrix.json, or a worker's part of it."""
+        return self.dir / "parts" / f"{self.part}.json" if self.part is not None else self.dir / "matrix.json"
 
     def cell_dir(self, case: str, endpoint: str) -> Path:
         path = self.dir / "cells" / f"{_safe(case)}@{_safe(endpoint)}"
@@ -113,13 +136,24 @@ class MatrixWriter:
             raise ReportWriteError(f"cannot write the report under {self.dir}: {exc.strerror or exc}") from None
         return path
 
-    def plan(self, cases: list[Case], waivers: list[Waiver] = ()) -> None:
-        """The run's cases in the order they were planned (the matrix's row order) and the waivers."""
+    def plan(self, cases: list[Case], waivers: list[Waiver] = (), *, cells: int | None = None) -> None:
+        """The run's cases in the order they were planned (the matrix's row order), the waivers and how
+        many cells the run will have (for the progress page)."""
         with self._lock:
             self.matrix["cases"] = list(dict.fromkeys(case.id for case in cases))
             self.matrix["case_details"] = {case.id: case.details() for case in cases}
             self.matrix["waivers"] = [w.to_dict() for w in waivers]
-            self._write()
+            self.planned = cells
+            self._write(live=True)
+
+    def handle(self, event: Event) -> None:
+        """The engine's events: endpoints listed and introduced, cells finished."""
+        if isinstance(event, CellFinished):
+            self.add_cell(event.cell)
+        elif isinstance(event, EndpointIntroduced):
+            self.add_endpoint(event.endpoint, event.provenance, event.catalogue, event.fingerprint, event.modelled)
+        elif isinstance(event, EndpointListed):
+            self.add_endpoint(event.endpoint, None, None, None)
 
     def add_endpoint(self, endpoint: Endpoint, provenance: dict | None, catalogue_source: str | None,
                      fingerprint: dict | None = None, modelled: dict | None = None) -> None:
@@ -146,36 +180,54 @@ class MatrixWriter:
         }
         with self._lock:
             listed = self.matrix["endpoints"]
-            at = next((i for i, e in enumerate(listed) if e["name"] == endpoint.name), None)
+            at = self._endpoint_at.get(endpoint.name)
             if at is None:
+                self._endpoint_at[endpoint.name] = len(listed)
                 listed.append(entry)
             else:
                 listed[at] = entry
-            # Hundreds of endpoints are listed and introduced at start: one rewrite per second, not per entry.
-            self._write_soon()
+            # Hundreds of endpoints are listed and introduced at start: one rewrite per interval, not per entry.
+            self._live_soon()
 
     def add_cell(self, cell: Cell) -> None:
+        """Append the cell to the log now (on disk whatever happens next) and count it for the progress page."""
+        entry = cell.to_dict()
         with self._lock:
-            self.matrix["cells"].append(cell.to_dict())
-            self._write_soon()
+            if self.failed is not None:
+                raise self.failed
+            try:
+                self._log.append(entry)
+            except OSError as exc:
+                self.failed = ReportWriteError(f"cannot write the report under {self.dir}: {exc.strerror or exc}")
+                raise self.failed from None
+            self.matrix["cells"].append(entry)
+            self._counts[entry["outcome"]] += 1
+            if not entry["ok"]:
+                self._recent.appendleft(entry)
+            self._live_soon()
 
     def update(self, **sections: Any) -> None:
-        """Set top-level sections computed from the cells (``verdict``, ``drift``) and rewrite."""
+        """Set top-level sections computed from the cells (``verdict``, ``drift``) and rewrite the reports."""
         with self._lock:
             self.matrix.update(sections)
             self._write()
 
-    def finish(self, status: str = "complete") -> Path:
+    def finish(self, status: str = "complete", **sections: Any) -> Path:
+        """End the run: its status, any sections (``verdict``, ``drift``), and every report written once."""
         with self._lock:
             if self._timer is not None:
                 self._timer.cancel()
+                self._timer = None
             self.matrix["run"].update(finished=_now(), status=status)
+            self.matrix.update(sections)
             _in_plan_order(self.matrix)
             self._write()
+            if self._log is not None:
+                self._log.close()
         return self.dir
 
     def merge_parts(self) -> int:
-        """Fold the xdist workers' parts into this matrix (cells in plan order); how many parts there were."""
+        """Fold the xdist workers' parts into this matrix (written by ``finish``); how many parts there were."""
         parts = sorted((self.dir / "parts").glob("*.json"))
         with self._lock:
             for path in parts:
@@ -183,14 +235,15 @@ class MatrixWriter:
                 for key in ("cases", "case_details", "waivers", "endpoints"):
                     if not self.matrix[key]:
                         self.matrix[key] = part[key]
-                self.matrix["cells"] += part["cells"]
-            _in_plan_order(self.matrix)
-            self._write()
+                log = path.with_suffix(".jsonl")
+                if log.is_file():
+                    self.matrix["cells"] += read_cells(log)
         return len(parts)
 
     @classmethod
     def reopen(cls, run_dir: Path) -> MatrixWriter:
-        """A writer over a finished run, to add a verdict or drift to it or re-render its reports."""
+        """A writer over an earlier run (an unfinished one read from its log), to add a verdict or drift to
+        it or re-render its reports."""
         from harness.report.drift import load_run
 
         run_dir = Path(run_dir).resolve()
@@ -205,7 +258,7 @@ class MatrixWriter:
         written = []
         for wanted, name, render in ((markdown, "matrix.md", render_markdown), (html, "report.html", render_html)):
             if wanted:
-                _atomic_write(self.dir / name, render(self.matrix))
+                _atomic_write(self.dir / name, redact(render(self.matrix)).encode())
                 written.append(self.dir / name)
         return written
 
@@ -213,14 +266,19 @@ class MatrixWriter:
         self._lock = threading.Lock()
         self._written_at = float("-inf")
         self._timer: threading.Timer | None = None
+        self._log: CellLog | None = None
+        self._endpoint_at = {e["name"]: i for i, e in enumerate(self.matrix["endpoints"])}
+        self._counts: collections.Counter[str] = collections.Counter()
+        self._recent: collections.deque[dict] = collections.deque(maxlen=_RECENT)
+        self.planned: int | None = None
         self.failed: ReportWriteError | None = None
         """Set once a write failed: every later write raises it rather than half-write again."""
 
-    def _write_soon(self) -> None:
-        """Write now if the last write is old enough, else once the interval is over (lock held)."""
+    def _live_soon(self) -> None:
+        """Refresh the live files now if the last refresh is old enough, else once the interval is over (lock held)."""
         wait = self._written_at + WRITE_INTERVAL - time.monotonic()
         if wait <= 0:
-            self._write()
+            self._write(live=True)
         elif self._timer is None:
             self._timer = threading.Timer(wait, self._flush)
             self._timer.daemon = True
@@ -228,35 +286,44 @@ class MatrixWriter:
 
     def _flush(self) -> None:
         with self._lock:
+            if self._timer is None:  # finished meanwhile
+                return
             self._timer = None
             try:
-                self._write()
+                self._write(live=True)
             except ReportWriteError as exc:
-                # On the timer's thread nobody would hear it: the next cell's write raises it again.
+                # On the timer's thread nobody would hear it: the next cell raises it again.
                 self.failed = exc
 
-    def _write(self) -> None:
-        """Rewrite the matrix and its renderings; ReportWriteError (the last complete files left in
-        place) when the disk is full or the directory no longer writable."""
+    def _write(self, *, live: bool = False) -> None:
+        """Write the live files (``live``: header and progress page) or every report; ReportWriteError
+        (the last complete files left in place) when the disk is full or the directory no longer writable."""
         if self.failed is not None:
             raise self.failed
         try:
-            self._write_files()
+            self._write_live() if live else self._write_all()
         except OSError as exc:
             self.failed = ReportWriteError(f"cannot write the report under {self.dir}: {exc.strerror or exc}")
             raise self.failed from None
 
-    def _write_files(self) -> None:
+    def _write_live(self) -> None:
         self._written_at = time.monotonic()
-        if self.part is not None:
-            (self.dir / "parts").mkdir(exist_ok=True)
-            _atomic_write(self.dir / "parts" / f"{self.part}.json", json.dumps(self.matrix, default=str))
+        header = {**self.matrix, "cells": []}  # the cells so far are in the log
+        _atomic_write(self._header, encode(header, indent=True))
+        if self.part is None:
+            _atomic_write(self.dir / "report.html", redact(render_progress(
+                header, done=len(self.matrix["cells"]), planned=self.planned, counts=self._counts,
+                recent=list(self._recent))).encode())
+
+    def _write_all(self) -> None:
+        if self.part is not None:  # its cells are in its log, which the controller reads
+            self._write_live()
             return
         for cost in endpoint_costs(self.matrix["cells"]):
-            entry = next((e for e in self.matrix["endpoints"] if e["name"] == cost["endpoint"]), None)
-            if entry is not None:
-                entry["cost"] = cost["cost"]
-        _atomic_write(self.dir / "matrix.json", json.dumps(self.matrix, indent=2, default=str))
+            at = self._endpoint_at.get(cost["endpoint"])
+            if at is not None:
+                self.matrix["endpoints"][at]["cost"] = cost["cost"]
+        _atomic_write(self.dir / "matrix.json", _matrix_json(self.matrix))
         self.render()
 
     def _point_latest(self) -> None:
@@ -266,6 +333,18 @@ class MatrixWriter:
         elif latest.exists():
             return  # a real directory someone made: leave it alone rather than delete their files
         latest.symlink_to(self.run_id, target_is_directory=True)
+
+
+def _matrix_json(matrix: dict) -> bytes:
+    """The matrix indented, each cell on one line (what grep finds), built from encoded parts."""
+    parts = []
+    for key, value in matrix.items():
+        if key == "cells":
+            body = b",\n    ".join(encode(cell) for cell in value)
+            parts.append(b'  "cells": [' + (b"\n    " + body + b"\n  ]" if value else b"]"))
+        else:
+            parts.append(b"  " + encode(key) + b": " + encode(value, indent=True).replace(b"\n", b"\n  "))
+    return b"{\n" + b",\n".join(parts) + b"\n}\n"
 
 
 def _in_plan_order(matrix: dict) -> None:
@@ -279,11 +358,11 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` (secrets redacted) in place of ``path``; a failed write leaves the old file whole."""
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` in place of ``path``; a failed write leaves the old file whole."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: xdist workers share the run directory
     try:
-        tmp.write_text(redact(text), encoding="utf-8")
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     except OSError:
         tmp.unlink(missing_ok=True)

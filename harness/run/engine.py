@@ -1,6 +1,7 @@
-"""The engine: runs cells (case × endpoint) through providers and hands each finished cell to the report.
+"""The engine: runs cells (case × endpoint) through providers and tells its listeners of each finished cell.
 
-Front ends (the pytest plugin, the CLI) only adapt: they build an ``Engine`` and ask it for cells. The
+Front ends (the pytest plugin, the CLI) only adapt: they build an ``Engine`` and ask it for cells; what
+is reported is up to the listeners they give it (``harness.run.events``), the report writer among them. The
 engine's coroutines run on one event loop; ``EngineThread`` gives synchronous callers (pytest tests)
 that loop in a background thread, so providers' connection pools live for the whole run.
 """
@@ -16,7 +17,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from harness.run.cases import Case, OutputCheck
 from harness.comfy.catalogue import Catalogue
@@ -27,6 +28,7 @@ from harness.comfy.workflows import listed_models, seed_inputs, vary_seeds
 from harness.run.cells import Cell
 from harness.run.classify import Classification, missing_node
 from harness.run.endpoints import Endpoint
+from harness.run.events import CellFinished, EndpointIntroduced, EndpointListed, Event, Listener
 from harness.errors import ConfigError, HarnessError
 from harness.report.fingerprint import fingerprint
 from harness.run.outcomes import NODE_ERROR_PRECEDENCE, Outcome
@@ -38,10 +40,9 @@ from harness.providers.http import HTTPProvider
 from harness.providers.modal import ModalProvider
 from harness.providers.runpod import RunPodProvider
 from harness.providers.vast import VastProvider
-from harness.report.matrix import MatrixWriter
 from harness.run.stats import Attempt, cell_cost, cell_stats, typical_outcome
 
-__all__ = ["DEADLINE_GRACE_S", "PROVIDERS", "Engine", "EngineThread", "check_outputs", "introduction_deadline"]
+__all__ = ["DEADLINE_GRACE_S", "PROVIDERS", "Engine", "EngineThread", "RunFolder", "check_outputs", "introduction_deadline"]
 
 DEADLINE_GRACE_S = 0.5
 """Seconds past its deadline an attempt is given to end on its own (a provider's interrupt or cancel, bounded
@@ -55,6 +56,15 @@ PROVIDERS: dict[str, type[BaseProvider]] = {"comfyui": ComfyUIProvider, "runpod"
 """Endpoint kind → provider class."""
 
 T = TypeVar("T")
+
+
+class RunFolder(Protocol):
+    """Where a run keeps each cell's files (request.json, outputs): the report writer's run directory."""
+
+    run_id: str
+    dir: Path
+
+    def cell_dir(self, case: str, endpoint: str) -> Path: ...
 
 
 def check_outputs(images: Sequence[OutputImage], expected: OutputCheck) -> Classification | None:
@@ -81,15 +91,16 @@ def check_outputs(images: Sequence[OutputImage], expected: OutputCheck) -> Class
 class Engine:
     """One run: its endpoints' providers, what each endpoint told about itself, and the report."""
 
-    def __init__(self, endpoints: Sequence[Endpoint], writer: MatrixWriter, *, repeat: int = 1, cold_start: bool = False,
-                 repeat_identical: bool = False) -> None:
+    def __init__(self, endpoints: Sequence[Endpoint], folder: RunFolder, *, listeners: Sequence[Listener] = (),
+                 repeat: int = 1, cold_start: bool = False, repeat_identical: bool = False) -> None:
         for endpoint in endpoints:
             if endpoint.kind not in PROVIDERS:
                 raise ConfigError(f"endpoint {endpoint.name!r}: kind {endpoint.kind!r} is not one of {sorted(PROVIDERS)}")
             endpoint.check_secrets()
         remember(endpoints)
         self.endpoints = {e.name: e for e in endpoints}
-        self.writer = writer
+        self.folder = folder
+        self.listeners = tuple(listeners)
         self.providers: dict[str, BaseProvider] = {}
         self.catalogues: dict[str, Catalogue | None] = {}
         self.modelled: dict[str, Modelled] = {}
@@ -121,7 +132,7 @@ class Engine:
             self.providers[name] = PROVIDERS[endpoint.kind](endpoint)
             self._limits[name] = asyncio.Semaphore(endpoint.max_concurrency)
             # Listed now, in the declared order (the matrix's column order); filled in once introduced.
-            self.writer.add_endpoint(endpoint, None, None, None)
+            self._emit(EndpointListed(endpoint))
             self._introduced[name] = asyncio.ensure_future(self._introduce(name))
 
     async def _introduce(self, name: str) -> None:
@@ -137,8 +148,12 @@ class Engine:
         self.modelled[name] = _modelled(self.endpoints[name], provenance)
         # Endpoints that tell nothing about themselves (serverless envelopes) have no fingerprint to drift.
         print_ = scrub(fingerprint(name, catalogue, provenance)) if catalogue is not None or provenance is not None else None
-        self.writer.add_endpoint(self.endpoints[name], scrub(provenance), catalogue.source if catalogue else None, print_,
-                                 self.modelled[name].to_dict())
+        self._emit(EndpointIntroduced(self.endpoints[name], scrub(provenance), catalogue.source if catalogue else None,
+                                      print_, self.modelled[name].to_dict()))
+
+    def _emit(self, event: Event) -> None:
+        for listener in self.listeners:
+            listener.handle(event)
 
     async def _catalogue(self, name: str) -> Catalogue | None:
         """The endpoint's catalogue, read once for every endpoint that names the same document with the
@@ -172,7 +187,7 @@ class Engine:
             workflow = self._prompt(case, endpoint_name)
         except _Unconverted as exc:
             return self._unconverted(case, endpoint_name, exc.verdict, conversion)
-        cell_dir = self.writer.cell_dir(case.id, endpoint_name)
+        cell_dir = self.folder.cell_dir(case.id, endpoint_name)
         body_file = cell_dir / "request.json"
         body_file.write_text(redact(json.dumps(provider.request_body(workflow, case.images), indent=2)), encoding="utf-8")
         modelled = self.modelled[endpoint_name]
@@ -194,7 +209,7 @@ class Engine:
             partial=bool(verdict and verdict.partial),
             evidence=_with_model_sources(_evidence(verdict, prediction, modelled if catalogue is not None else None), case),
             timings=record.timings,
-            repro=provider.repro(str(body_file.relative_to(self.writer.dir)), case.images),
+            repro=provider.repro(str(body_file.relative_to(self.folder.dir)), case.images),
             images=record.images,
             tags=case.tags,
             job_id=record.job_id,
@@ -206,10 +221,10 @@ class Engine:
         return self._record(cell)
 
     def _record(self, cell: Cell) -> Cell:
-        """Hand the cell to the report: whatever an endpoint echoed back, no secret of the run reaches
+        """Tell the listeners of the cell: whatever an endpoint echoed back, no secret of the run reaches
         the report, pytest (JUnit, Allure) or the terminal."""
         cell = scrub(cell)
-        self.writer.add_cell(cell)
+        self._emit(CellFinished(cell))
         return cell
 
     def _conversion(self, case: Case, endpoint_name: str) -> dict | None:
@@ -271,7 +286,7 @@ class Engine:
         endpoint = self.endpoints[endpoint_name]
         if vary:
             # Unique to the run, the cell and the attempt: no value repeats from an earlier run either.
-            salt = f"{self.writer.run_id}/{case.id}@{endpoint_name}/{index}"
+            salt = f"{self.folder.run_id}/{case.id}@{endpoint_name}/{index}"
             workflow = vary_seeds(workflow, salt, _seed_limits(workflow, self.catalogues.get(endpoint_name)))
         # The first attempt's outputs sit where a single-attempt cell keeps them; repeats get a folder each.
         outputs = cell_dir / "outputs" / (f"attempt-{index:03d}" if index else "")
