@@ -28,7 +28,7 @@ from pathlib import Path
 
 import aiohttp
 
-from _common import cases, endpoint, report, run_engine, server
+from _common import cases, endpoint, report, run_engine, server, spread
 
 CELLS, CONCURRENCY, WALL_GOAL, CPU_GOAL = 1000, 16, 1.15, 2.0
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
@@ -99,10 +99,6 @@ def _name(poll: float | None) -> str:
     return "websocket" if poll is None else f"polling every {poll * 1000:g} ms"
 
 
-def _spread(values: list[float], digits: int = 2) -> str:
-    return f"median {statistics.median(values):.{digits}f} (range {min(values):.{digits}f}-{max(values):.{digits}f})"
-
-
 def main() -> None:
     run_cases = cases(CELLS)
     with server(capacity=CONCURRENCY) as url:
@@ -127,10 +123,10 @@ def main() -> None:
             bare_cpu.append(bare_s / CELLS * 1000)
             outcomes = harness.outcomes
     figures = f"{CELLS} cells at zero execution time, concurrency {CONCURRENCY}, {ROUNDS} rounds, bare client: {fastest}"
-    report("(d) overhead wall", f"{figures}; harness wall ÷ bare wall {_spread(walls)}, outcomes {outcomes}",
+    report("(d) overhead wall", f"{figures}; harness wall ÷ bare wall {spread(walls)}, outcomes {outcomes}",
            statistics.median(walls), WALL_GOAL)
-    report("(d) overhead cpu", f"harness CPU per cell {_spread(harness_cpu)} ms, bare {_spread(bare_cpu)} ms; "
-           f"harness ÷ bare {_spread(cpus)}", statistics.median(cpus), CPU_GOAL)
+    report("(d) overhead cpu", f"harness CPU per cell {spread(harness_cpu)} ms, bare {spread(bare_cpu)} ms; "
+           f"harness ÷ bare {spread(cpus)}", statistics.median(cpus), CPU_GOAL)
 
 
 if __name__ == "__main__":

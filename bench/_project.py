@@ -1,0 +1,142 @@
+"""What the front-end benchmarks ((e) scale, (f) workers) share: a generated comfy-compat project run by
+``pytest`` in a subprocess, as a user runs it.
+
+The project, in a temp dir: ``cases/test_compat.py`` (the project's one test), ``workflows/`` of
+``cells / ENDPOINTS`` copies of smoke_invert.json under distinct names (``--workflows``), and an
+endpoints file of ENDPOINTS endpoints, one reference server subprocess each (zero execution time). Its
+``conftest.py`` is a probe: it times every ``MatrixWriter`` method (the outermost call only, any
+thread) and, at the end, writes that time, the methods it timed and the process's ``/proc/self/io``
+to a JSON file. The child's own CPU time and peak RSS come from ``os.wait4``: the servers are not its
+children.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from _common import ROOT, SMOKE, server
+
+__all__ = ["ENDPOINTS", "PytestRun", "project", "run_pytest"]
+
+ENDPOINTS = 10
+CONCURRENCY = 8
+"""Each endpoint's max_concurrency and its server's capacity."""
+
+_PROBE = '''
+import inspect, json, os, threading, time
+import pytest
+from harness.report.matrix import MatrixWriter
+
+_spent, _local, _lock = [0.0], threading.local(), threading.Lock()
+
+
+def _timed(method):
+    def timed(*args, **kwargs):
+        if getattr(_local, "inside", False):
+            return method(*args, **kwargs)
+        _local.inside, started = True, time.perf_counter()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            _local.inside = False
+            with _lock:
+                _spent[0] += time.perf_counter() - started
+    return timed
+
+
+WRAPPED = sorted(name for name, value in vars(MatrixWriter).items() if inspect.isfunction(value) and name != "__init__")
+for _name in ["__init__", *WRAPPED]:
+    setattr(MatrixWriter, _name, _timed(getattr(MatrixWriter, _name)))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    with open("/proc/self/io") as fh:
+        io = dict(line.split(": ") for line in fh.read().splitlines())
+    with open(f"{os.environ['COMFY_BENCH_PROBE']}.{os.getpid()}.json", "w") as fh:
+        json.dump({"report_s": _spent[0], "wrapped": ["__init__", *WRAPPED], "io": {k: int(v) for k, v in io.items()}}, fh)
+'''
+
+
+@dataclass
+class PytestRun:
+    cells: int
+    status: int | None
+    """pytest's exit status; None when the deadline ended it."""
+    wall: float
+    cpu: float
+    """User + system seconds of the pytest process (and its xdist workers, once reaped)."""
+    peak_rss_mb: float
+    report_s: float
+    """Seconds inside MatrixWriter methods, summed over the processes that ran them."""
+    wchar: int
+    """Bytes the processes passed to write calls (``/proc/<pid>/io`` wchar), summed."""
+    report_bytes: int
+    """Size of the report directory once the run ended."""
+    wrapped: list[str]
+
+
+@contextlib.contextmanager
+def project(cells: int) -> Iterator[Path]:
+    """A project directory of ``cells`` cells over ENDPOINTS reference endpoints (servers up while it lasts)."""
+    with tempfile.TemporaryDirectory(prefix="comfy-compat-bench-project-") as tmp, contextlib.ExitStack() as stack:
+        root = Path(tmp)
+        urls = [stack.enter_context(server(capacity=CONCURRENCY)) for _ in range(ENDPOINTS)]
+        (root / "cases").mkdir()
+        shutil.copy(ROOT / "cases" / "test_compat.py", root / "cases" / "test_compat.py")
+        (root / "workflows").mkdir()
+        text = SMOKE.read_text(encoding="utf-8")
+        for i in range(cells // ENDPOINTS):
+            (root / "workflows" / f"w{i:05d}.json").write_text(text, encoding="utf-8")
+        endpoints = {f"e{i}": {"kind": "comfyui", "url": url, "max_concurrency": CONCURRENCY} for i, url in enumerate(urls)}
+        (root / "endpoints.yaml").write_text(yaml.safe_dump({"endpoints": endpoints}), encoding="utf-8")
+        (root / "pytest.ini").write_text("[pytest]\ntestpaths = cases\n", encoding="utf-8")
+        (root / "conftest.py").write_text(_PROBE, encoding="utf-8")
+        yield root
+
+
+def run_pytest(root: Path, cells: int, args: Sequence[str] = (), deadline: float = 900.0) -> PytestRun:
+    """``pytest`` over the project (reports in a fresh directory), ended once ``deadline`` seconds pass."""
+    reports = Path(tempfile.mkdtemp(prefix="reports-", dir=root))
+    probe = reports.with_name(reports.name + "-probe")
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--workflows=workflows",
+               "--endpoints-file=endpoints.yaml", f"--report-dir={reports}", *args]
+    env = {**os.environ, "COMFY_BENCH_PROBE": str(probe), "PYTHONPATH": str(ROOT)}
+    with (root / "pytest.log").open("ab") as log:
+        started = time.perf_counter()
+        proc = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+        status, usage = _wait(proc, started + deadline)
+        wall = time.perf_counter() - started
+    probes = [json.loads(p.read_text()) for p in root.glob(probe.name + ".*.json")]
+    size = sum(p.stat().st_size for p in reports.rglob("*") if p.is_file() and not p.is_symlink())
+    shutil.rmtree(reports, ignore_errors=True)
+    return PytestRun(cells, status, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
+                     sum(p["report_s"] for p in probes), sum(p["io"]["wchar"] for p in probes), size,
+                     probes[0]["wrapped"] if probes else [])
+
+
+def _wait(proc: subprocess.Popen, deadline: float) -> tuple[int | None, os.struct_rusage]:
+    """(exit status or None if killed at the deadline, the child's resource usage)."""
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return proc.returncode, usage
+        if time.perf_counter() > deadline:
+            proc.kill()
+            _, _, usage = os.wait4(proc.pid, 0)
+            proc.returncode = -9
+            return None, usage
+        time.sleep(0.1)

@@ -1,0 +1,53 @@
+"""(e) Scale: the real front end, ``pytest`` over a generated project of 1,000, 5,000 and 20,000 cells
+(10 endpoints, one reference server subprocess each at zero execution time, max_concurrency 8; see
+_project.py). Per size: wall, the pytest process's CPU per cell (``os.wait4``: the servers excluded),
+its peak RSS, the share of wall spent inside MatrixWriter's methods (writing reports), and bytes
+written (the report directory's size, and the process's wchar) per cell.
+
+Goals: every size finishes; CPU per cell at the largest size within 1.2× of that at 1,000; report
+writing <= 5 % of wall at every size; peak RSS <= 150 MB at 20,000; bytes written linear in the cells
+(per cell alike at every size).
+
+Run: ``.venv/bin/python bench/bench_scale.py`` (prints the figures, exits 0); BENCH_SIZES=1000,5000
+for fewer sizes, BENCH_DEADLINE=seconds per size (default 900: a size still running then is ended
+and reported unfinished).
+"""
+
+from __future__ import annotations
+
+import os
+
+from _common import report
+from _project import project, run_pytest
+
+SIZES = [int(n) for n in os.environ.get("BENCH_SIZES", "1000,5000,20000").split(",")]
+DEADLINE = float(os.environ.get("BENCH_DEADLINE", "900"))
+CPU_GOAL, SHARE_GOAL, RSS_GOAL_MB = 1.2, 0.05, 150
+
+
+def main() -> None:
+    runs = []
+    for cells in SIZES:
+        with project(cells) as root:
+            run = run_pytest(root, cells, deadline=DEADLINE)
+        runs.append(run)
+        done = f"exit status {run.status}" if run.status is not None else f"UNFINISHED: ended at the {DEADLINE:g} s deadline"
+        print(f"bench (e) {cells} cells: {done}, wall {run.wall:.1f} s, CPU {run.cpu / cells * 1000:.2f} ms per cell, "
+              f"peak RSS {run.peak_rss_mb:.0f} MB, report writing {run.report_s:.2f} s = {run.report_s / run.wall:.1%} of wall, "
+              f"report dir {run.report_bytes / cells:,.0f} bytes per cell, wchar {run.wchar / cells:,.0f} bytes per cell",
+              flush=True)
+    print(f"bench (e) timed MatrixWriter methods: {', '.join(runs[0].wrapped)}")
+    first, last = runs[0], runs[-1]
+    ratio = (last.cpu / last.cells) / (first.cpu / first.cells)
+    report("(e) scale cpu", f"CPU per cell at {last.cells} ÷ at {first.cells} cells: {ratio:.2f}"
+           + ("" if last.status is not None else " (the larger run unfinished)"), ratio, CPU_GOAL)
+    share = max(run.report_s / run.wall for run in runs)
+    report("(e) scale report share", f"largest share of wall spent writing reports: {share:.1%}", share * 100, SHARE_GOAL * 100, " %")
+    report("(e) scale memory", f"peak RSS at {last.cells} cells {last.peak_rss_mb:.0f} MB", last.peak_rss_mb, RSS_GOAL_MB, " MB")
+    growth = (last.report_bytes / last.cells) / (first.report_bytes / first.cells)
+    report("(e) scale bytes", f"report bytes per cell at {last.cells} ÷ at {first.cells} cells: {growth:.2f} "
+           "(linear: 1)", growth, 1.1)
+
+
+if __name__ == "__main__":
+    main()
