@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,7 +31,7 @@ from harness.run.endpoints import Endpoint  # noqa: E402
 from harness.comfy.workflows import load_workflow  # noqa: E402
 
 __all__ = ["ROOT", "EngineRun", "cases", "endpoint", "peak_rss_mb", "report", "run_engine", "server",
-           "server_process"]
+           "server_process", "spread"]
 
 SMOKE = ROOT / "workflows" / "smoke_invert.json"
 _CLI = Path(sys.executable).with_name("comfy-compat")
@@ -122,6 +123,11 @@ def run_engine(endpoints: Sequence[Endpoint], run_cases: Sequence[Case]) -> Engi
 def peak_rss_mb() -> float:
     """This process's peak resident set size in MB (Linux reports ru_maxrss in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def spread(values: Sequence[float], digits: int = 2) -> str:
+    """``median M (range LO-HI)`` of repeated measurements: on a shared 2-core machine one is noise."""
+    return f"median {statistics.median(values):.{digits}f} (range {min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
 def report(label: str, figures: str, value: float, goal: float, unit: str = "") -> None:
