@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import orjson
 from harness.errors import ConfigError
 from harness.run.secrets import redact
 
-__all__ = ["LOG_NAME", "CellLog", "encode", "logs_of", "read_cells"]
+__all__ = ["LOG_NAME", "CellLog", "encode", "lines_in_order", "logs_of", "read_cells"]
 
 LOG_NAME = "cells.jsonl"
 _OPTIONS = orjson.OPT_NON_STR_KEYS
@@ -61,27 +61,49 @@ class CellLog:
 def read_cells(path: Path) -> list[dict]:
     """The cells of a log; a torn last line (the process killed mid-write) is left out, any other bad
     line is a one-line error naming the file and line."""
-    return list(_cells(path))
+    return [cell for cell, _, _ in _entries(path)]
 
 
-def _cells(path: Path) -> Iterator[dict]:
+def lines_in_order(paths: Sequence[Path], key: Callable[[dict], Any]) -> Iterator[bytes]:
+    """The JSON line of every cell of the logs, sorted by ``key(cell)`` (ties in log order).
+
+    Only the sort keys and offsets are held: each line is read back from its log as it is yielded, so a
+    20,000-cell matrix.json is written without its cells in memory.
+    """
+    index = sorted(((key(cell), number, offset, length) for number, path in enumerate(paths)
+                    for cell, offset, length in _entries(path)), key=lambda entry: entry[0])
+    descriptors = [os.open(path, os.O_RDONLY) for path in paths]
     try:
-        lines = path.read_bytes().split(b"\n")
+        for _, number, offset, length in index:
+            yield os.pread(descriptors[number], length, offset)
+    finally:
+        for fd in descriptors:
+            os.close(fd)
+
+
+def _entries(path: Path) -> Iterator[tuple[dict, int, int]]:
+    """(cell, offset, length) of each line of a log."""
+    try:
+        handle = path.open("rb")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    last = len(lines) - 1  # the text after the final newline: empty unless the last write was torn
-    for number, line in enumerate(lines, 1):
-        if not line:
-            continue
-        try:
-            cell = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            if number - 1 == last:
-                return
-            raise ConfigError(f"{path}:{number}: not a JSON cell") from None
-        if not isinstance(cell, dict):
-            raise ConfigError(f"{path}:{number}: not a JSON cell")
-        yield cell
+    with handle:
+        offset, number, torn = 0, 0, None
+        for line in handle:
+            number += 1
+            if torn is not None:  # a bad line with more after it: not a torn last write
+                raise ConfigError(f"{path}:{torn}: not a JSON cell")
+            text = line.rstrip(b"\n")
+            try:
+                cell = orjson.loads(text) if text else None
+            except orjson.JSONDecodeError:
+                torn = number
+                continue
+            if text and not isinstance(cell, dict):
+                raise ConfigError(f"{path}:{number}: not a JSON cell")
+            if cell is not None:
+                yield cell, offset, len(text)
+            offset += len(line)
 
 
 def logs_of(run_dir: Path) -> list[Path]:

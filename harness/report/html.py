@@ -22,7 +22,7 @@ from harness.report.drift import endpoint_change_lines
 from harness.report.markdown import node_error_text
 from harness.report.markdown import conversion_text
 
-__all__ = ["cell_anchor", "render_html", "render_progress"]
+__all__ = ["DETAILS_LIMIT", "cell_anchor", "noteworthy", "render_html", "render_progress"]
 
 _BADGE = {"passed": "✔", "product": "✖", "infra": "⚠"}
 DETAILS_LIMIT = 1_000
@@ -84,7 +84,7 @@ def render_html(matrix: Mapping[str, Any]) -> str:
     cases, endpoints, by_key = _grid(matrix)
     outcomes = matrix.get("outcomes") or {}
     ordered = [by_key[(c, e)] for c in cases for e in endpoints if (c, e) in by_key]
-    detailed = ordered if len(ordered) <= DETAILS_LIMIT else [c for c in ordered if _noteworthy(c)]
+    detailed = ordered if len(ordered) <= DETAILS_LIMIT else [c for c in ordered if noteworthy(c)]
     body = [
         _header(run, ordered),
         _verdict(matrix.get("verdict")),
@@ -229,7 +229,8 @@ def _filters(cells: Sequence[Mapping[str, Any]], endpoints: Sequence[str]) -> st
     )
 
 
-def _noteworthy(cell: Mapping[str, Any]) -> bool:
+def noteworthy(cell: Mapping[str, Any]) -> bool:
+    """Failed, or not the expected outcome: a cell every report details, however large the run."""
     return cell.get("outcome") != "passed" or not cell.get("ok", True)
 
 

@@ -22,17 +22,18 @@ import threading
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from harness.errors import HarnessError
-from harness.report.cells_log import LOG_NAME, CellLog, encode, read_cells
+from harness.report.cells_log import LOG_NAME, CellLog, encode, lines_in_order, logs_of, read_cells
 from harness.run.cells import Cell
 from harness.run.endpoints import Endpoint
 from harness.run.events import CellFinished, EndpointIntroduced, EndpointListed, Event
 from harness.report.fingerprint import write_fingerprint
 from harness.run.outcomes import Outcome
 from harness.run.secrets import redact
-from harness.report.html import render_html, render_progress
+from harness.report.html import DETAILS_LIMIT, noteworthy, render_html, render_progress
 from harness.report.markdown import render_markdown
 from harness.run.stats import endpoint_costs
 
@@ -47,6 +48,9 @@ WRITE_INTERVAL = 1.0
 """Most seconds between a change and the progress page (and matrix.json's header) showing it."""
 _RECENT = 20
 """Unexpected cells the progress page lists, newest first."""
+_DETAIL_ONLY = ("images", "attempts", "repro", "job_id", "timings", "conversion")
+"""What only a cell's details section shows: a large run keeps its passed cells without them in memory
+(their lines in the log keep everything) and details none of them (``harness.report.html.DETAILS_LIMIT``)."""
 
 
 class ReportWriteError(HarnessError):
@@ -200,7 +204,7 @@ class MatrixWriter:
             except OSError as exc:
                 self.failed = ReportWriteError(f"cannot write the report under {self.dir}: {exc.strerror or exc}")
                 raise self.failed from None
-            self.matrix["cells"].append(entry)
+            self._keep(entry)
             self._counts[entry["outcome"]] += 1
             if not entry["ok"]:
                 self._recent.appendleft(entry)
@@ -235,10 +239,20 @@ class MatrixWriter:
                 for key in ("cases", "case_details", "waivers", "endpoints"):
                     if not self.matrix[key]:
                         self.matrix[key] = part[key]
+                self._endpoint_at = {e["name"]: i for i, e in enumerate(self.matrix["endpoints"])}
                 log = path.with_suffix(".jsonl")
                 if log.is_file():
-                    self.matrix["cells"] += read_cells(log)
+                    for cell in read_cells(log):
+                        self._keep(cell)
         return len(parts)
+
+    def _keep(self, entry: dict) -> None:
+        """Hold a logged cell for the reports at the end: whole, or past ``DETAILS_LIMIT`` cells and passed
+        as expected, without what only its details show (20,000 whole cells are ~100 MB)."""
+        cells = self.matrix["cells"]
+        whole = len(cells) < DETAILS_LIMIT or noteworthy(entry)
+        cells.append(entry if whole else {k: v for k, v in entry.items() if k not in _DETAIL_ONLY})
+        self._logged = True
 
     @classmethod
     def reopen(cls, run_dir: Path) -> MatrixWriter:
@@ -271,6 +285,8 @@ class MatrixWriter:
         self._counts: collections.Counter[str] = collections.Counter()
         self._recent: collections.deque[dict] = collections.deque(maxlen=_RECENT)
         self.planned: int | None = None
+        self._logged = False
+        """Whether the cells are this writer's logged ones (matrix.json is then written from the logs)."""
         self.failed: ReportWriteError | None = None
         """Set once a write failed: every later write raises it rather than half-write again."""
 
@@ -323,7 +339,11 @@ class MatrixWriter:
             at = self._endpoint_at.get(cost["endpoint"])
             if at is not None:
                 self.matrix["endpoints"][at]["cost"] = cost["cost"]
-        _atomic_write(self.dir / "matrix.json", _matrix_json(self.matrix))
+        if self._logged:
+            lines = lines_in_order(logs_of(self.dir), _plan_order(self.matrix))
+        else:  # a reopened or merged run: its cells are whole in memory
+            lines = (encode(cell) for cell in self.matrix["cells"])
+        _atomic_write(self.dir / "matrix.json", lambda out: _write_matrix(out, self.matrix, lines))
         self.render()
 
     def _point_latest(self) -> None:
@@ -335,34 +355,45 @@ class MatrixWriter:
         latest.symlink_to(self.run_id, target_is_directory=True)
 
 
-def _matrix_json(matrix: dict) -> bytes:
-    """The matrix indented, each cell on one line (what grep finds), built from encoded parts."""
-    parts = []
-    for key, value in matrix.items():
-        if key == "cells":
-            body = b",\n    ".join(encode(cell) for cell in value)
-            parts.append(b'  "cells": [' + (b"\n    " + body + b"\n  ]" if value else b"]"))
-        else:
-            parts.append(b"  " + encode(key) + b": " + encode(value, indent=True).replace(b"\n", b"\n  "))
-    return b"{\n" + b",\n".join(parts) + b"\n}\n"
+def _write_matrix(out: BinaryIO, matrix: dict, cells: Iterable[bytes]) -> None:
+    """The matrix indented, with ``cells`` (JSON lines) in place of its own, one line each (what grep finds)."""
+    out.write(b"{")
+    for number, (key, value) in enumerate(matrix.items()):
+        out.write(b",\n  " if number else b"\n  ")
+        if key != "cells":
+            out.write(encode(key) + b": " + encode(value, indent=True).replace(b"\n", b"\n  "))
+            continue
+        out.write(b'"cells": [')
+        written = 0
+        for line in cells:
+            out.write((b",\n    " if written else b"\n    ") + line)
+            written += 1
+        out.write(b"\n  ]" if written else b"]")
+    out.write(b"\n}\n")
 
 
 def _in_plan_order(matrix: dict) -> None:
     """Cells sorted by case (plan order) then endpoint (column order), whatever order they finished in."""
+    matrix["cells"].sort(key=_plan_order(matrix))
+
+
+def _plan_order(matrix: dict) -> Callable[[dict], tuple[int, int]]:
+    """A cell's sort key: its case's row (plan order), then its endpoint's column."""
     rows = {case: i for i, case in enumerate(matrix["cases"])}
     columns = {e["name"]: i for i, e in enumerate(matrix["endpoints"])}
-    matrix["cells"].sort(key=lambda c: (rows.get(c["case"], len(rows)), columns.get(c["endpoint"], len(columns))))
+    return lambda cell: (rows.get(cell["case"], len(rows)), columns.get(cell["endpoint"], len(columns)))
 
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` in place of ``path``; a failed write leaves the old file whole."""
+def _atomic_write(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
+    """Write ``data`` (or what it writes to the file) in place of ``path``; a failed write leaves the old file whole."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: xdist workers share the run directory
     try:
-        tmp.write_bytes(data)
+        with tmp.open("wb") as out:
+            data(out) if callable(data) else out.write(data)
         os.replace(tmp, path)
     except OSError:
         tmp.unlink(missing_ok=True)
