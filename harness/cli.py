@@ -1,6 +1,7 @@
 """The ``comfy-compat`` command: one argparse subcommand per task: ``serve`` runs a reference endpoint;
-``verdict``, ``diff`` and ``report`` work on the run directories a compatibility run leaves; ``convert``
-turns UI workflows into API prompts as an endpoint's web frontend would.
+``verdict``, ``diff`` and ``report`` work on the run directories a compatibility run leaves, ``merge``
+makes one run of a run's shards; ``convert`` turns UI workflows into API prompts as an endpoint's web
+frontend would.
 
 A subcommand is a ``(configure, run)`` pair in ``SUBCOMMANDS``; ``run`` gets the parsed arguments and
 returns the exit status (``harness.exitcodes``). Harness errors and bad arguments print as one line
@@ -15,7 +16,9 @@ import asyncio
 import datetime as dt
 import errno
 import json
+import os
 import re
+import shutil
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -29,7 +32,7 @@ from harness.comfy.convert import FRONTENDS, ConversionError, convert, is_ui_wor
 from harness.comfy.versions import MODELLED, modelled_version
 from harness import exitcodes
 from harness.errors import ConfigError, HarnessError
-from harness.report.matrix import MatrixWriter
+from harness.report.matrix import MatrixWriter, new_run_id
 from harness.report.verdict import Budgets
 
 __all__ = ["SUBCOMMANDS", "main"]
@@ -95,16 +98,21 @@ def _verdict(args: argparse.Namespace) -> int:
 
     writer = MatrixWriter.reopen(Path(args.run_dir))
     budgets = Budgets.from_dict(_budgets(args.budget))
-    names = [e["name"] for e in writer.matrix.get("endpoints", [])]
-    for role in ("baseline", "candidate"):
-        # A misspelt endpoint is a usage error: judged, it would be an UNDECIDABLE written over the run's own.
-        if getattr(args, role) not in names:
-            raise ConfigError(f"--{role} {getattr(args, role)!r}: no such endpoint in {args.run_dir} (endpoints: {', '.join(names)})")
+    _check_roles(args, writer.matrix, args.run_dir)
     verdict = verdict_of(writer.matrix, args.baseline, args.candidate, budgets, args.today)
     if args.write:
         writer.update(verdict=verdict)
     print("\n".join(summary_lines({"verdict": verdict})))
     return exitcodes.verdict_status(verdict["decision"], args.exit_codes)
+
+
+def _check_roles(args: argparse.Namespace, matrix: dict, where: str) -> None:
+    """A misspelt --baseline or --candidate is a usage error: judged, it would be an UNDECIDABLE written
+    over the run's own."""
+    names = [e["name"] for e in matrix.get("endpoints", [])]
+    for role in ("baseline", "candidate"):
+        if getattr(args, role) not in (None, *names):
+            raise ConfigError(f"--{role} {getattr(args, role)!r}: no such endpoint in {where} (endpoints: {', '.join(names)})")
 
 
 def _budgets(items: Sequence[str]) -> dict[str, float]:
@@ -166,6 +174,61 @@ def _report(args: argparse.Namespace) -> int:
     for path in writer.render(html=html, markdown=markdown):
         print(path)
     return 0
+
+
+def _configure_merge(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="the shards' run directories (pytest --shard=I/N)")
+    parser.add_argument("--report-dir", default="reports", metavar="DIR",
+                        help="where the merged run's directory goes; DIR/latest points at it (default: reports)")
+    parser.add_argument("--baseline", default=None, metavar="ENDPOINT", help="go/no-go verdict: the endpoint production runs on now")
+    parser.add_argument("--candidate", default=None, metavar="ENDPOINT", help="go/no-go verdict: the endpoint to move to")
+    parser.add_argument("--compare-to", default=None, metavar="PATH|previous",
+                        help="drift against an earlier run (previous: the newest other complete run in --report-dir)")
+
+
+def _merge(args: argparse.Namespace) -> int:
+    """Write one run of the shards, concluded as a run is; exit as that run would have (harness.exitcodes)."""
+    from harness.report.conclusions import conclude, summary_lines
+    from harness.report.drift import load_run
+    from harness.report.merge import merge
+
+    if (args.baseline is None) != (args.candidate is None):
+        raise ConfigError("a verdict needs both --baseline and --candidate")
+    shards = [load_run(run_dir) for run_dir in args.run_dirs]
+    _check_roles(args, shards[0], args.run_dirs[0])
+    if args.compare_to not in (None, "previous"):
+        load_run(args.compare_to)  # a wrong directory is a one-line error before anything is written
+    run_id = new_run_id()
+    sections, kept = merge(shards, Path(args.report_dir).resolve() / run_id)  # checked before anything is written
+    writer = MatrixWriter(Path(args.report_dir), run_id, repeat=max(s["run"].get("repeat", 1) for s in shards))
+    for run_dir in args.run_dirs:  # the cells' request.json, outputs and repros are relative to the run directory
+        if (Path(run_dir) / "cells").is_dir():
+            shutil.copytree(Path(run_dir) / "cells", writer.dir / "cells", copy_function=_link, dirs_exist_ok=True)
+    for entry, shard in zip(sections["endpoints"], kept, strict=True):
+        if entry.get("fingerprint"):
+            (writer.dir / entry["fingerprint"]).parent.mkdir(parents=True, exist_ok=True)
+            _link(Path(args.run_dirs[shard]) / entry["fingerprint"], writer.dir / entry["fingerprint"])
+    writer.matrix["run"]["selection"] = sections.pop("selection")
+    writer.matrix.update(sections)
+    complete = all(s["run"].get("status") == "complete" for s in shards)
+    verdict = conclude(writer, status="complete" if complete else "interrupted",
+                       migration=(args.baseline, args.candidate) if args.baseline else None, compare_to=args.compare_to)
+    cells = writer.matrix["cells"]
+    print(f"comfy-compat: {len(shards)} runs merged into {writer.dir}: {len(cells)} cells"
+          + (f" ({writer.matrix['run']['selection']})" if writer.matrix["run"]["selection"] else ""))
+    print("\n".join(summary_lines(writer.matrix)))
+    unexpected = exitcodes.Exit.CELLS_UNEXPECTED if any(not c["ok"] for c in cells) else exitcodes.Exit.OK
+    return exitcodes.run_status(unexpected, verdict["decision"] if verdict else None)
+
+
+def _link(source: Path | str, target: Path | str) -> None:
+    """Hard-link a shard's file into the merged run (a copy across file systems); shards' copies of one
+    endpoint's fingerprint are alike, so a second one replaces the first."""
+    Path(target).unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def _configure_convert(parser: argparse.ArgumentParser) -> None:
@@ -243,6 +306,8 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Cal
     "diff": ("drift between two runs: new failures, fixed cells, node classes and model files that changed",
              _configure_diff, _diff),
     "report": ("re-render a run's reports from its matrix.json", _configure_report, _report),
+    "merge": ("one run of a run's shards (pytest --shard=I/N): matrix, verdict and drift, as one run would give",
+              _configure_merge, _merge),
     "convert": ("convert UI workflows to the API prompt the endpoint's web frontend would send (exit 1 if any cannot be)",
                 _configure_convert, _convert),
 }

@@ -94,11 +94,11 @@ def test_the_endpoints_and_case_file_examples_are_valid_as_written(tmp_path, mon
 
 def test_the_reliability_examples_run_as_written(project, servers):
     """README's "Reliability, latency and cost" commands: 100 attempts that each really execute, a cold
-    request after the idle period, and an xdist run merged into one matrix."""
+    request after the idle period, an xdist run merged into one matrix, and two shards merged into one run."""
     _, custom = servers
     (project.path / "endpoints.yaml").write_text(
         f"endpoints:\n  prod: {{url: '{custom.url}', profile: custom, cold_start: {{idle: 0.5}}}}\n")
-    repeat, cold, xdist = commands("## Reliability, latency and cost")
+    repeat, cold, xdist, shard, merge = commands("## Reliability, latency and cost")
     result = project.runpytest_subprocess("-p", "no:cacheprovider", *shlex.split(repeat)[1:])
     assert result.ret == 0, result.stdout.str()[-2000:]
     [cell] = matrix(project)["cells"]
@@ -114,3 +114,11 @@ def test_the_reliability_examples_run_as_written(project, servers):
     merged = matrix(project)
     assert merged["run"]["status"] == "complete"
     assert len(merged["cells"]) == len(merged["cases"]) * len(merged["endpoints"]) == 40
+    for line in (shard, shard.replace("1/2", "2/2").replace("shards/1", "shards/2")):  # job 2, as its comment says
+        result = project.runpytest_subprocess("-p", "no:cacheprovider", *shlex.split(line)[1:])
+        assert result.ret == 0, result.stdout.str()[-2000:]
+    done = subprocess.run([sys.executable, "-m", "harness.cli", *shlex.split(merge)[1:]], cwd=project.path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr  # GO: every case that runs on stock runs on custom
+    one = matrix(project)
+    assert one["run"]["selection"] is None and len(one["cells"]) == 40 and one["verdict"]["decision"] == "GO"
