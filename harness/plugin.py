@@ -9,6 +9,7 @@ reference endpoint with the ``stock`` and ``custom`` profiles and targets both.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import glob
 import json
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from harness.run.engine import Engine, EngineThread
 from harness.errors import ConfigError, HarnessError
 from harness.report.matrix import MatrixWriter, ReportWriteError, check_writable, new_run_id
 from harness.report.verdict import Budgets
+from harness.run.sharing import parse_shard, slots, spread, worker_index
 from harness.comfy.versions import MODELLED
 
 __all__ = ["CompatRun", "Settings"]
@@ -77,6 +79,8 @@ class Settings:
     """allure-pytest's --alluredir, where Allure's environment and categories go too."""
     reference_version: str = REFERENCE_VERSION
     """The ComfyUI release the embedded reference endpoint answers as, when it is the run's target."""
+    shard: tuple[int, int] | None = None
+    """(I, N): this run is part I of N of the cells (``--shard=I/N``), for ``comfy-compat merge``."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -114,6 +118,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--exit-codes", dest="comfy_exit_codes", default=None, choices=exitcodes.SCHEMES,
                     help=f"v2 (default) or legacy (the verdict's 0 GO/1 NO-GO/2 UNDECIDABLE alone, as before v2; a GO "
                          f"run with failing cells then exits 0). v2 {exitcodes.table_text()}. ini: comfy_exit_codes.")
+    group.addoption("--shard", dest="comfy_shard", default=None, metavar="I/N",
+                    help="Run part I of N of the cells (1-based; the same split every time, each part an even share of "
+                         "every endpoint), e.g. one per CI job; `comfy-compat merge` makes one run of the parts. ini: comfy_shard.")
     parser.addini("comfy_endpoints", "Endpoints to test, one [NAME=]URL per line.", type="linelist", default=[])
     parser.addini("comfy_endpoints_file", "Endpoints YAML file.", default="")
     parser.addini("comfy_reference_version", "ComfyUI release of the embedded reference endpoint (see --reference-version).",
@@ -128,6 +135,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("comfy_candidate", "Verdict candidate endpoint.", default="")
     parser.addini("comfy_compare_to", "Run directory (or `previous`) to report drift against.", default="")
     parser.addini("comfy_exit_codes", "Exit status scheme: v2 or legacy (see --exit-codes).", default="v2")
+    parser.addini("comfy_shard", "Part of the cells to run, I/N (see --shard).", default="")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -168,6 +176,9 @@ def pytest_configure(config: pytest.Config) -> None:
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None and "comfy_compat_run_id" in workerinput:
         run.run_id, run.worker = workerinput["comfy_compat_run_id"], workerinput["workerid"]
+        if workerinput.get("comfy_compat_shares"):
+            part = worker_index(workerinput["workerid"], workerinput["workercount"])
+            run.part = None if part is None else (part, workerinput["workercount"])
     elif config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistController(run), "comfy-compat-xdist")
     config.stash[_RUN] = run
@@ -211,7 +222,15 @@ def _settings(config: pytest.Config) -> Settings:
         compare_to=compare_to if compare_to in (None, "previous") else str(root / Path(compare_to).expanduser()),
         alluredir=config.getoption("allure_report_dir", None),
         reference_version=_reference_version(value("comfy_reference_version", "comfy_reference_version")),
+        shard=_shard(value("comfy_shard", "comfy_shard")),
     )
+
+
+def _shard(text: str | None) -> tuple[int, int] | None:
+    try:
+        return parse_shard(text) if text else None
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _reference_version(version: str | None) -> str:
@@ -241,8 +260,23 @@ def pytest_sessionstart(session: pytest.Session) -> None:
                 raise pytest.UsageError(str(exc)) from None
             if config.pluginmanager.hasplugin("dsession"):  # the xdist controller: workers run the cells
                 run.selection = _selected_by_options(config)  # it collects nothing itself
+                run.shares = _only_cases(config) and not _dist_chosen(config)
                 run.start_controller()
             return
+
+
+def _only_cases(config: pytest.Config) -> bool:
+    """Whether the run collects nothing but the cases (``pytest`` in the project: testpaths is cases/)."""
+    cases_dir = config.rootpath / "cases"
+    paths = [Path(arg.split("::")[0]).resolve() for arg in config.args]
+    return all(path == cases_dir or cases_dir in path.parents for path in paths)
+
+
+def _dist_chosen(config: pytest.Config) -> bool:
+    """Whether --dist (or --distload) was given: xdist itself makes -n's default ``no`` into ``load``
+    after parsing, so the early parse (command line and addopts) is what tells."""
+    given = config.known_args_namespace
+    return getattr(given, "dist", "no") != "no" or bool(getattr(given, "distload", False))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -354,19 +388,46 @@ def _allure_duration(config: pytest.Config, cell: Cell) -> None:
         result.start = result.stop - round(cell.timings.total * 1000)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Each cell's test id with -k's spelling of '@', so ``-k 'smoke_invert@stock'`` selects it (see _AT)."""
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]):
+    """Before any selection: each cell's test id with -k's spelling of '@', so ``-k 'smoke_invert@stock'``
+    selects it (see _AT). After -k and -m: ``--shard`` keeps its part of the cells."""
     for item in items:
-        if "compat_cell" in getattr(getattr(item, "callspec", None), "params", {}):
+        if _cell_of(item) is not None:
             item.extra_keyword_matches.add(item.name.replace("@", _AT))
+    yield
+    shard = config.stash[_RUN].settings.shard
+    if shard is not None:
+        cells = [item for item in items if _cell_of(item) is not None]
+        dealt = spread([_cell_of(item)[1] for item in cells], shard[1])
+        dropped = {item for item, part in zip(cells, dealt, strict=True) if part != shard[0] - 1}
+        if dropped:
+            config.hook.pytest_deselected(items=[item for item in items if item in dropped])
+            items[:] = [item for item in items if item not in dropped]
+
+
+def _cell_of(item: pytest.Item) -> tuple[Case, str] | None:
+    """The (case, endpoint name) a test runs, or None for a test that is no cell."""
+    return getattr(getattr(item, "callspec", None), "params", {}).get("compat_cell")
+
+
+def _endpoint_of(nodeid: str) -> str | None:
+    """The endpoint of a cell's test id (``…::test_compat[case@endpoint]``; case ids have no '@'), or None:
+    the xdist controller has only the ids."""
+    return nodeid.partition("::")[2].partition("[")[2].removesuffix("]").partition("@")[2] or None
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     run = session.config.stash[_RUN]
-    cells = [item.callspec.params["compat_cell"] for item in session.items
-             if hasattr(item, "callspec") and "compat_cell" in item.callspec.params]
-    run.schedule(cells, selection=_selection(session, len(cells)))
+    cells = [cell for item in session.items if (cell := _cell_of(item)) is not None]
+    share = None  # all of them
+    if run.worker is not None:
+        share = []  # xdist's own scheduling: each cell as it is asked for
+        if run.part is not None:  # ShareScheduling hands this worker its whole part: the same deal
+            part, count = run.part
+            dealt = run.deal([item.nodeid for item in session.items], count)
+            share = [cell for item, p in zip(session.items, dealt, strict=True) if p == part and (cell := _cell_of(item))]
+    run.schedule(cells, selection=_selection(session, len(cells)), share=share)
     if cells:
         try:
             check_writable(run.settings.report_dir)
@@ -384,7 +445,10 @@ def _selection(session: pytest.Session, selected: int) -> str | None:
     if getattr(config, "workerinput", None) is not None or run._suite is None:
         return None  # a worker sees its share (the controller decides for the run), or no case was collected
     cases, names = run.plan()
-    return None if selected == len(cases) * len(names) else f"{selected} of {len(cases) * len(names)} cells"
+    of = f"{selected} of {len(cases) * len(names)} cells"
+    if run.settings.shard is not None:
+        return f"shard {run.settings.shard[0]}/{run.settings.shard[1]}: {of}"
+    return None if selected == len(cases) * len(names) else of
 
 
 def _selected_by_options(config: pytest.Config) -> str | None:
@@ -393,6 +457,8 @@ def _selected_by_options(config: pytest.Config) -> str | None:
                                    ("--lf", getattr(config.option, "lf", False)), ("--deselect", config.option.deselect))
              if on]
     given += [arg for arg in config.args if "::" in arg]
+    shard = config.stash[_RUN].settings.shard
+    given += [f"shard {shard[0]}/{shard[1]}"] if shard else []
     return ", ".join(given) or None
 
 
@@ -448,6 +514,16 @@ class _XdistController:
 
     def pytest_configure_node(self, node) -> None:
         node.workerinput["comfy_compat_run_id"] = self.run.run_id
+        node.workerinput["comfy_compat_shares"] = self.run.shares
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log):
+        """Each worker's whole share at once (harness.run.xdist_schedule); else xdist's --dist."""
+        if not self.run.shares:
+            return None
+        from harness.run.xdist_schedule import ShareScheduling
+
+        return ShareScheduling(config, log, share=self.run.deal)
 
 
 @dataclass
@@ -455,8 +531,9 @@ class CompatRun:
     """The plugin's state for one pytest session; everything heavy starts on the first cell.
 
     Under pytest-xdist the controller runs no cell: it names the run, and when the workers are done
-    merges their parts and concludes (verdict, drift, reports). Each worker runs the cells pytest hands
-    it, one at a time: xdist's own scheduling is the concurrency then.
+    merges their parts and concludes (verdict, drift, reports). When the run is the cases and no
+    ``--dist`` was chosen, each worker is handed its whole part (``shares``) and runs it together within
+    its part of each endpoint's max_concurrency; else it runs the cells xdist hands it one at a time.
     """
 
     settings: Settings
@@ -470,11 +547,17 @@ class CompatRun:
     _thread: EngineThread | None = None
     _servers: list = field(default_factory=list)
     _scheduled: list[tuple[Case, str]] = field(default_factory=list)
+    _share: list[tuple[Case, str]] = field(default_factory=list)
+    """The cells submitted together on the first one asked for."""
     _running: dict[tuple[str, str], concurrent.futures.Future] = field(default_factory=dict)
     selection: str | None = None
     """What made this run cover part of its cells (matrix.json's ``run.selection``); None for all."""
     exit_note: str | None = None
     """The terminal's line on the exit status, when a verdict decides it."""
+    shares: bool = False
+    """xdist: the controller deals each worker its part of the cells at once (ShareScheduling)."""
+    part: tuple[int, int] | None = None
+    """An xdist worker's (part, parts) when it was dealt its share; None otherwise."""
 
     def plan(self) -> tuple[list[Case], list[str]]:
         """The cases and endpoint names to parametrise with; reads and checks every input file."""
@@ -516,17 +599,30 @@ class CompatRun:
             raise ConfigError("a verdict needs both --baseline and --candidate (or both in the endpoints file's verdict:)")
         return (baseline, candidate) if baseline else None
 
-    def schedule(self, cells: list[tuple[Case, str]], selection: str | None = None) -> None:
-        """The cells this session will ask for, after -k/-m selection; they run together."""
+    def limits(self) -> dict[str, int]:
+        """Each endpoint's max_concurrency by name (the embedded reference endpoints keep the default)."""
+        _, names = self.plan()
+        given = {e.name: e.max_concurrency for e in self._endpoints}
+        return {name: given.get(name, Endpoint.max_concurrency) for name in names}
+
+    def deal(self, test_ids: list[str], parts: int) -> list[int]:
+        """Each test's xdist part: cells dealt by their endpoint's slots (harness.run.sharing.spread)."""
+        return spread([_endpoint_of(i) for i in test_ids], parts, self.limits())
+
+    def schedule(self, cells: list[tuple[Case, str]], selection: str | None = None,
+                 share: list[tuple[Case, str]] | None = None) -> None:
+        """The cells this session will ask for, after -k/-m selection, and those of them that run together
+        from the first one asked for (all of them unless ``share`` says otherwise)."""
         self._scheduled, self.selection = cells, selection
+        self._share = cells if share is None else share
 
     def cell(self, case: Case, endpoint_name: str) -> Cell:
         if self._engine is None:
             self._start()
-            # Every selected cell is submitted at once: the engine's per-endpoint limits pace them, so a
-            # run takes as long as its slowest endpoint needs, not the sum of all waits. Tests then
-            # collect their cell in pytest's order. An xdist worker only knows its cells one at a time.
-            for c, e in self._scheduled if self.worker is None else ():
+            # Every selected cell (an xdist worker: its share) is submitted at once: the engine's
+            # per-endpoint limits pace them, so a run takes as long as its slowest endpoint needs, not the
+            # sum of all waits. Tests then collect their cell in pytest's order.
+            for c, e in self._share:
                 self._running.setdefault((c.id, e), self._thread.submit(self._engine.run_cell(c, e)))
         future = self._running.get((case.id, endpoint_name))
         if future is None:
@@ -536,14 +632,26 @@ class CompatRun:
     def start_controller(self) -> None:
         """The xdist controller's own writer: the run's matrix.json, filled from the workers' parts at the end."""
         self.writer = MatrixWriter(self.settings.report_dir, self.run_id, repeat=self.settings.repeat)
+        self._run_fields()
+
+    def _run_fields(self) -> None:
+        """matrix.json's run fields the plugin knows: what narrowed the run, and which shard it is."""
         self.writer.matrix["run"]["selection"] = self.selection
+        if self.settings.shard is not None:
+            self.writer.matrix["run"]["shard"] = dict(zip(("index", "count"), self.settings.shard, strict=True))
 
     def _start(self) -> None:
         endpoints = self._endpoints or self._start_reference_endpoints()
+        if self.part is not None:
+            # This worker's part of each endpoint's limit, so the limit holds across the workers; deal() gave
+            # it the endpoint's cells in proportion (and none of an endpoint whose slots it holds none of).
+            endpoints = [dataclasses.replace(e, max_concurrency=max(1, slots(e.max_concurrency, *self.part)))
+                         for e in endpoints]
         self.writer = MatrixWriter(self.settings.report_dir, self.run_id, part=self.worker, repeat=self.settings.repeat)
-        scheduled = {case.id: case for case, _ in self._scheduled}
-        self.writer.matrix["run"]["selection"] = self.selection  # written with the plan, below
-        self.writer.plan(list(scheduled.values()), self._suite.waivers if self._suite else [], cells=len(self._scheduled))
+        # A shard's rows are the whole plan, the same in every shard: comfy-compat merge checks and keeps them.
+        rows = self._suite.cases if self.settings.shard else list({case.id: case for case, _ in self._scheduled}.values())
+        self._run_fields()  # written with the plan, below
+        self.writer.plan(rows, self._suite.waivers if self._suite else [], cells=len(self._scheduled))
         self._thread = EngineThread()
         self._engine = Engine(endpoints, self.writer, listeners=[self.writer], repeat=self.settings.repeat,
                               cold_start=self.settings.cold_start, repeat_identical=self.settings.repeat_identical)
