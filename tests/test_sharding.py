@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from conftest import matrix
+from harness.report.cells_log import read_cells
 from harness.reference.profile import Latency, Profile
 from harness.reference.server import ReferenceServer
 from harness.run.sharing import slots, spread
@@ -67,6 +68,7 @@ def test_two_shards_merged_are_the_run_they_split(project):
     for entry in merged["endpoints"]:
         assert entry["fingerprint"] is None or (run_dir / entry["fingerprint"]).is_file()
     assert "denrisi_zimage" in (run_dir / "matrix.md").read_text()
+    assert len(read_cells(run_dir / merged["cells_log"])) == len(merged["cells"])  # its log has every cell too
 
 
 @pytest.mark.parametrize("value", ["0/2", "3/2", "2", "a/b", "1/0"])

@@ -122,7 +122,7 @@ class MatrixWriter:
                 (self.dir / "parts").mkdir(exist_ok=True)
             self._log = CellLog(self._header.with_suffix(".jsonl") if part is not None else self.dir / LOG_NAME)
         except OSError as exc:
-            raise ReportWriteError(f"cannot write the report under {self.dir}: {exc.strerror or exc}") from None
+            raise self._cannot_write(exc) from None
         if part is None:
             self._point_latest()
         self._write(live=True)
@@ -137,7 +137,7 @@ class MatrixWriter:
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ReportWriteError(f"cannot write the report under {self.dir}: {exc.strerror or exc}") from None
+            raise self._cannot_write(exc) from None
         return path
 
     def plan(self, cases: list[Case], waivers: list[Waiver] = (), *, cells: int | None = None) -> None:
@@ -175,7 +175,7 @@ class MatrixWriter:
             try:
                 write_fingerprint(self.dir / fingerprint_file, fingerprint)
             except OSError as exc:
-                raise ReportWriteError(f"cannot write the report under {self.dir}: {exc.strerror or exc}") from None
+                raise self._cannot_write(exc) from None
         entry = {
             "name": endpoint.name, "kind": endpoint.kind, "url": endpoint.public_url,
             "profile": endpoint.profile, "provenance": provenance, "catalogue": catalogue_source,
@@ -202,7 +202,7 @@ class MatrixWriter:
             try:
                 self._log.append(entry)
             except OSError as exc:
-                self.failed = ReportWriteError(f"cannot write the report under {self.dir}: {exc.strerror or exc}")
+                self.failed = self._cannot_write(exc)
                 raise self.failed from None
             self._keep(entry)
             self._counts[entry["outcome"]] += 1
@@ -225,6 +225,13 @@ class MatrixWriter:
             self.matrix["run"].update(finished=_now(), status=status)
             self.matrix.update(sections)
             _in_plan_order(self.matrix)
+            if not self._logged and self._log is not None:  # cells set whole (a merged run): its log has them too
+                try:
+                    for cell in self.matrix["cells"]:
+                        self._log.append(cell)
+                except OSError as exc:
+                    raise self._cannot_write(exc) from None
+                self._logged = True
             self._write()
             if self._log is not None:
                 self._log.close()
@@ -276,6 +283,9 @@ class MatrixWriter:
                 written.append(self.dir / name)
         return written
 
+    def _cannot_write(self, exc: OSError) -> ReportWriteError:
+        return ReportWriteError(f"cannot write the report under {self.dir}: {exc.strerror or exc}")
+
     def _init_writes(self) -> None:
         self._lock = threading.Lock()
         self._written_at = float("-inf")
@@ -319,7 +329,7 @@ class MatrixWriter:
         try:
             self._write_live() if live else self._write_all()
         except OSError as exc:
-            self.failed = ReportWriteError(f"cannot write the report under {self.dir}: {exc.strerror or exc}")
+            self.failed = self._cannot_write(exc)
             raise self.failed from None
 
     def _write_live(self) -> None:
