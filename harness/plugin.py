@@ -49,6 +49,9 @@ REFERENCE_ENVELOPES: tuple[tuple[str, str, str], ...] = (
     ("modal-{profile}", "modal", "/modal-app/{profile}"),
 )
 _RUN: pytest.StashKey[CompatRun] = pytest.StashKey()
+_TAKEN: concurrent.futures.Future = concurrent.futures.Future()
+"""Stands for a cell its test has taken: done, and holding nothing."""
+_TAKEN.set_result(None)
 PATH_OPTIONS = ("--workflows", "--endpoints-file", "--report-dir", "--compare-to")
 # pytest's -k grammar has no '@', which every cell's test id has (``smoke_invert@stock``). The ids stay
 # (they are names in users' JUnit and Allure history); -k's '@' is read as this token instead, and every
@@ -624,10 +627,14 @@ class CompatRun:
             # sum of all waits. Tests then collect their cell in pytest's order.
             for c, e in self._share:
                 self._running.setdefault((c.id, e), self._thread.submit(self._engine.run_cell(c, e)))
-        future = self._running.get((case.id, endpoint_name))
-        if future is None:
-            future = self._running[(case.id, endpoint_name)] = self._thread.submit(self._engine.run_cell(case, endpoint_name))
-        return future.result()
+        key = (case.id, endpoint_name)
+        future = self._running.get(key)
+        if future is None or future is _TAKEN:  # not submitted, or asked again (a rerun plugin): run it
+            future = self._running[key] = self._thread.submit(self._engine.run_cell(case, endpoint_name))
+        cell = future.result()
+        # Its test holds the cell now; kept here too, a 20,000-cell run would hold every cell to the end.
+        self._running[key] = _TAKEN
+        return cell
 
     def start_controller(self) -> None:
         """The xdist controller's own writer: the run's matrix.json, filled from the workers' parts at the end."""
