@@ -99,9 +99,10 @@ def previous_run(report_root: str | Path, current_run_id: str | None,
             continue
         if current is not None and key >= current:
             continue
-        if (entry / "matrix.json").is_file() and not _lacks_cells(entry, cells):
+        if (entry / "matrix.json").is_file():
             candidates.append((key, entry))
-    return max(candidates)[1] if candidates else None
+    # Newest first, reading no more runs than it takes: a nightly's folder holds months of 20,000-cell runs.
+    return next((entry for _, entry in sorted(candidates, reverse=True) if not _lacks_cells(entry, cells)), None)
 
 
 def _lacks_cells(run_dir: Path, cells: set[tuple[str, str]] | None) -> bool:
