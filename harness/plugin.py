@@ -590,7 +590,7 @@ class CompatRun:
             if name not in names:
                 raise ConfigError(f"--{role} {name!r}: no such endpoint (endpoints: {', '.join(names)})")
         if self.settings.compare_to not in (None, "previous"):
-            load_run(self.settings.compare_to)  # a wrong directory is a one-line error now, not after the run
+            load_run(self.settings.compare_to, lean=True)  # a wrong directory is a one-line error now, not after the run
         return self._suite.cases, names
 
     def migration(self) -> tuple[str, str] | None:

@@ -18,6 +18,9 @@ from harness.report.drift import (
 )
 from harness.errors import ConfigError
 from harness.report.fingerprint import fingerprint, write_fingerprint
+from harness.report.matrix import MatrixWriter
+from harness.run.cells import Cell
+from harness.run.outcomes import Outcome
 
 STOCK = ROOT / "fixtures/object_info/stock.json"
 PROVENANCE = {"comfyui_version": "0.3.64", "python_version": "3.11.7", "pytorch_version": "2.14.1+cu130",
@@ -170,3 +173,20 @@ def test_change_lines_read_in_order_with_details_and_notes():
         ("comfyui_version", ["0.3.63 → 0.3.64"]),
         ("note", ["no system_stats in this run"]),
     ]
+
+
+def test_an_earlier_run_is_read_lean_in_either_layout(tmp_path):
+    """Drift reads an earlier run's cells as case, endpoint and outcome, a line at a time where matrix.json
+    has a cell a line (this harness's), whole where it is indented otherwise (runs of older versions)."""
+    writer = MatrixWriter(tmp_path, "20260101T000000Z-1")
+    writer.add_cell(Cell("a", "e", Outcome.MISSING_NODE, Outcome.PASSED, evidence={"message": "Nope\n  ]"}))
+    writer.add_cell(Cell("b", "e", Outcome.PASSED, Outcome.PASSED))
+    writer.finish()
+    lean = load_run(writer.dir, lean=True)
+    assert lean["cells"] == [{"case": "a", "endpoint": "e", "outcome": "missing_node"},
+                             {"case": "b", "endpoint": "e", "outcome": "passed"}]
+    assert lean["outcomes"] == load_run(writer.dir)["outcomes"]
+    old = json.loads((writer.dir / "matrix.json").read_text())
+    old["cells"][1]["stats"] = {"success_rate": float("nan")}  # Python's json wrote NaN
+    (writer.dir / "matrix.json").write_text(json.dumps(old, indent=2))
+    assert load_run(writer.dir, lean=True)["cells"] == lean["cells"]

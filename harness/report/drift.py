@@ -16,6 +16,8 @@ import json
 import re
 from pathlib import Path
 
+import orjson
+
 from harness.errors import ConfigError
 from harness.report.cells_log import logs_of, read_cells
 from harness.report.fingerprint import SYSTEM_KEYS, combo_options, load_fingerprint, system_of
@@ -37,24 +39,57 @@ _RUN_ID = re.compile(r"^(\d{8}T\d{6}Z)-(\d+)$")
 # ---------------------------------------------------------------------------------------------- runs
 
 
-def load_run(run_dir: str | Path) -> dict:
-    """The matrix.json of a run directory (``reports/<run-id>`` or a ``reports/latest`` link)."""
+def load_run(run_dir: str | Path, *, lean: bool = False) -> dict:
+    """The matrix.json of a run directory (``reports/<run-id>`` or a ``reports/latest`` link).
+
+    ``lean``: each cell only as ``case``, ``endpoint`` and ``outcome``, what drift compares: an earlier
+    20,000-cell run read whole is ~100 MB, read lean a few.
+    """
     path = Path(run_dir)
     matrix_path = path / "matrix.json"
     try:
-        text = matrix_path.read_text(encoding="utf-8")
+        data = matrix_path.read_bytes()
     except (FileNotFoundError, NotADirectoryError):
         raise ConfigError(f"{path}: no matrix.json here (expected a reports/<run-id> directory)") from None
     except OSError as exc:
         raise ConfigError(f"{matrix_path}: cannot read ({exc.strerror or exc})") from None
     try:
-        matrix = json.loads(text)
+        matrix = (lean and _lean(data)) or _parse(data)
     except ValueError as exc:
         raise ConfigError(f"{matrix_path}: not JSON ({exc})") from None
     if not isinstance(matrix, dict) or not isinstance(matrix.get("cells"), list):
         raise ConfigError(f"{matrix_path}: not a comfy-compat matrix (no 'cells' list)")
     if (matrix.get("run") or {}).get("status") == "running" and not matrix["cells"]:
         _from_logs(matrix, path)
+    if lean:
+        matrix["cells"] = [{k: c.get(k) for k in _LEAN} for c in matrix["cells"] if isinstance(c, dict)]
+    return matrix
+
+
+def _parse(data: bytes) -> object:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:  # NaN or Infinity, which runs written with Python's json may hold
+        return json.loads(data)
+
+
+_LEAN = ("case", "endpoint", "outcome")
+_CELLS_OPEN, _CELLS_CLOSE = b'\n  "cells": [', b"\n  ]"
+
+
+def _lean(data: bytes) -> dict | None:
+    """matrix.json as harness.report.matrix writes it (each cell on a line of its own), read a cell at a
+    time; None for any other layout (an older run's), which is then read whole."""
+    start = data.find(_CELLS_OPEN)
+    end = data.find(_CELLS_CLOSE, start + len(_CELLS_OPEN)) if start >= 0 else -1
+    if end < 0:
+        return None  # JSON strings escape newlines: these are the array's own, or not this layout
+    try:
+        matrix = _parse(data[:start] + b'\n  "cells": []' + data[end + len(_CELLS_CLOSE):])
+        cells = (_parse(line.strip().rstrip(b",")) for line in data[start + len(_CELLS_OPEN):end].split(b"\n") if line.strip())
+        matrix["cells"] = [{k: c.get(k) for k in _LEAN} for c in cells]
+    except (ValueError, AttributeError, TypeError):  # a line is not a whole cell: indented otherwise
+        return None
     return matrix
 
 
@@ -108,14 +143,11 @@ def previous_run(report_root: str | Path, current_run_id: str | None,
 def _lacks_cells(run_dir: Path, cells: set[tuple[str, str]] | None) -> bool:
     """Whether the run in ``run_dir`` is partial and lacks some of ``cells``."""
     try:
-        matrix = json.loads((run_dir / "matrix.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        matrix = load_run(run_dir, lean=True)
+    except ConfigError:
         return False  # unreadable: load_run says why, once it is chosen
-    run = matrix.get("run") or {}
-    if run.get("status") == "running":  # never finished (killed): it has what its log has
-        matrix = load_run(run_dir)
-    elif not run.get("selection"):
-        return False
+    if (matrix.get("run") or {}).get("status") != "running" and not (matrix.get("run") or {}).get("selection"):
+        return False  # a whole run (a killed one, never finished, has only what its log has)
     return cells is None or not cells <= {(c.get("case"), c.get("endpoint")) for c in matrix.get("cells", [])}
 
 
@@ -296,7 +328,7 @@ def compare_runs(old_dir: str | Path, new_matrix: dict, new_dir: str | Path, old
         raise ConfigError(f"{old_dir}: is this run's own directory (reports/latest points at the current run "
                           "once it starts); compare to 'previous' or name an earlier reports/<run-id>")
     if old_matrix is None:
-        old_matrix = load_run(old_dir)
+        old_matrix = load_run(old_dir, lean=True)
     old_endpoints = {e.get("name"): e for e in old_matrix.get("endpoints", []) if isinstance(e, dict)}
     new_endpoints = {e.get("name"): e for e in new_matrix.get("endpoints", []) if isinstance(e, dict)}
     endpoints: dict[str, dict] = {}
