@@ -5,8 +5,8 @@ The project, in a temp dir: ``cases/test_compat.py`` (the project's one test), `
 ``cells / ENDPOINTS`` copies of smoke_invert.json under distinct names (``--workflows``), and an
 endpoints file of ENDPOINTS endpoints, one reference server subprocess each (zero execution time). Its
 ``conftest.py`` is a probe: it times every ``MatrixWriter`` method (the outermost call only, any
-thread) and, at the end, writes that time, the methods it timed and the process's ``/proc/self/io``
-to a JSON file. The child's own CPU time and peak RSS come from ``os.wait4``: the servers are not its
+thread) and, at the end, writes the seconds per method and the process's ``/proc/self/io`` to a JSON
+file. The child's own CPU time and peak RSS come from ``os.wait4``: the servers are not its
 children.
 """
 
@@ -39,7 +39,7 @@ import inspect, json, os, threading, time
 import pytest
 from harness.report.matrix import MatrixWriter
 
-_spent, _local, _lock = [0.0], threading.local(), threading.Lock()
+_spent, _local, _lock = {}, threading.local(), threading.Lock()
 
 
 def _timed(method):
@@ -52,13 +52,13 @@ def _timed(method):
         finally:
             _local.inside = False
             with _lock:
-                _spent[0] += time.perf_counter() - started
+                _spent[method.__name__] = _spent.get(method.__name__, 0.0) + time.perf_counter() - started
     return timed
 
 
-WRAPPED = sorted(name for name, value in vars(MatrixWriter).items() if inspect.isfunction(value) and name != "__init__")
-for _name in ["__init__", *WRAPPED]:
-    setattr(MatrixWriter, _name, _timed(getattr(MatrixWriter, _name)))
+for _name, _method in list(vars(MatrixWriter).items()):
+    if inspect.isfunction(_method):
+        setattr(MatrixWriter, _name, _timed(_method))
 
 
 @pytest.hookimpl(trylast=True)
@@ -66,7 +66,7 @@ def pytest_unconfigure(config):
     with open("/proc/self/io") as fh:
         io = dict(line.split(": ") for line in fh.read().splitlines())
     with open(f"{os.environ['COMFY_BENCH_PROBE']}.{os.getpid()}.json", "w") as fh:
-        json.dump({"report_s": _spent[0], "wrapped": ["__init__", *WRAPPED], "io": {k: int(v) for k, v in io.items()}}, fh)
+        json.dump({"report_s": _spent, "io": {k: int(v) for k, v in io.items()}}, fh)
 '''
 
 
@@ -79,13 +79,17 @@ class PytestRun:
     cpu: float
     """User + system seconds of the pytest process (and its xdist workers, once reaped)."""
     peak_rss_mb: float
-    report_s: float
-    """Seconds inside MatrixWriter methods, summed over the processes that ran them."""
+    report_s: dict[str, float]
+    """Seconds inside each MatrixWriter method (outermost calls), summed over the processes that ran them."""
     wchar: int
     """Bytes the processes passed to write calls (``/proc/<pid>/io`` wchar), summed."""
     report_bytes: int
     """Size of the report directory once the run ended."""
-    wrapped: list[str]
+
+    @property
+    def report_share(self) -> float:
+        """The share of wall spent writing reports."""
+        return sum(self.report_s.values()) / self.wall
 
 
 @contextlib.contextmanager
@@ -122,9 +126,12 @@ def run_pytest(root: Path, cells: int, args: Sequence[str] = (), deadline: float
     probes = [json.loads(p.read_text()) for p in root.glob(probe.name + ".*.json")]
     size = sum(p.stat().st_size for p in reports.rglob("*") if p.is_file() and not p.is_symlink())
     shutil.rmtree(reports, ignore_errors=True)
-    return PytestRun(cells, status, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
-                     sum(p["report_s"] for p in probes), sum(p["io"]["wchar"] for p in probes), size,
-                     probes[0]["wrapped"] if probes else [])
+    spent: dict[str, float] = {}
+    for p in probes:
+        for method, seconds in p["report_s"].items():
+            spent[method] = spent.get(method, 0.0) + seconds
+    return PytestRun(cells, status, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, spent,
+                     sum(p["io"]["wchar"] for p in probes), size)
 
 
 def _wait(proc: subprocess.Popen, deadline: float) -> tuple[int | None, os.struct_rusage]:

@@ -33,15 +33,15 @@ def main() -> None:
         runs.append(run)
         done = f"exit status {run.status}" if run.status is not None else f"UNFINISHED: ended at the {DEADLINE:g} s deadline"
         print(f"bench (e) {cells} cells: {done}, wall {run.wall:.1f} s, CPU {run.cpu / cells * 1000:.2f} ms per cell, "
-              f"peak RSS {run.peak_rss_mb:.0f} MB, report writing {run.report_s:.2f} s = {run.report_s / run.wall:.1%} of wall, "
+              f"peak RSS {run.peak_rss_mb:.0f} MB, report writing {sum(run.report_s.values()):.2f} s = {run.report_share:.1%} of wall "
+              f"({', '.join(f'{m} {s:.2f}' for m, s in sorted(run.report_s.items(), key=lambda i: -i[1]) if s >= 0.01)}), "
               f"report dir {run.report_bytes / cells:,.0f} bytes per cell, wchar {run.wchar / cells:,.0f} bytes per cell",
               flush=True)
-    print(f"bench (e) timed MatrixWriter methods: {', '.join(runs[0].wrapped)}")
     first, last = runs[0], runs[-1]
     ratio = (last.cpu / last.cells) / (first.cpu / first.cells)
     report("(e) scale cpu", f"CPU per cell at {last.cells} ÷ at {first.cells} cells: {ratio:.2f}"
            + ("" if last.status is not None else " (the larger run unfinished)"), ratio, CPU_GOAL)
-    share = max(run.report_s / run.wall for run in runs)
+    share = max(run.report_share for run in runs)
     report("(e) scale report share", f"largest share of wall spent writing reports: {share:.1%}", share * 100, SHARE_GOAL * 100, " %")
     report("(e) scale memory", f"peak RSS at {last.cells} cells {last.peak_rss_mb:.0f} MB", last.peak_rss_mb, RSS_GOAL_MB, " MB")
     growth = (last.report_bytes / last.cells) / (first.report_bytes / first.cells)
