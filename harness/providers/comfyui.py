@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import time
+import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,14 +123,12 @@ class ComfyUIProvider(BaseProvider):
     async def catalogue(self) -> Catalogue | None:
         try:
             response = await self._call("GET", "/object_info", timeout=60.0)
-            info = response.json() if response.status_code == 200 else None
+            catalogue = _catalogue_of(response.text, f"{self.endpoint.public_url}/object_info") if response.status_code == 200 else None
         except TransportFailure as exc:
-            info, self.catalogue_failure = None, exc.classification
-        except ValueError:
-            info = None
-        if isinstance(info, dict):
-            return Catalogue(info, f"{self.endpoint.public_url}/object_info")
-        return await super().catalogue()  # a configured object_info stands in for one the server keeps to itself
+            catalogue, self.catalogue_failure = None, exc.classification
+        if catalogue is not None:
+            return catalogue
+        return await super().catalogue()  # a configured object_info stands in for one the server keeps to itself  # a configured object_info stands in for one the server keeps to itself
 
     async def provenance(self) -> dict | None:
         try:
@@ -330,6 +330,27 @@ class ComfyUIProvider(BaseProvider):
                     async for chunk in response.content.iter_chunked(1 << 20):
                         fh.write(chunk)
         return inspect_image(target, filename, params["type"])
+
+
+_DOCUMENTS: weakref.WeakValueDictionary[bytes, Catalogue] = weakref.WeakValueDictionary()
+"""Live catalogues by digest of their /object_info text."""
+
+
+def _catalogue_of(text: str, source: str) -> Catalogue | None:
+    """The catalogue an /object_info text describes (None unless a JSON object), its read-only document
+    shared with every live catalogue of the same text: endpoints of one image parse it once (ten 0.33.0
+    endpoints held ten copies, ~10 MB of objects each)."""
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    known = _DOCUMENTS.get(digest)
+    try:
+        info = known.object_info if known is not None else json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(info, dict):
+        return None
+    catalogue = Catalogue(info, source)
+    _DOCUMENTS.setdefault(digest, catalogue)
+    return catalogue
 
 
 @dataclass(frozen=True)
