@@ -329,13 +329,14 @@ def compat_cell(request: pytest.FixtureRequest) -> Cell:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
     cell = getattr(item, "funcargs", {}).get("compat_cell")
-    if isinstance(cell, Cell):
+    # Only where allure-pytest records (--alluredir): the cell's JSON was the plugin's dearest work per test.
+    if isinstance(cell, Cell) and item.config.pluginmanager.has_plugin("allure_listener"):
         _attach_to_allure(cell)
     return (yield)
 
 
 def _attach_to_allure(cell: Cell) -> None:
-    """One allure test per cell, with its evidence; a no-op unless allure-pytest records (--alluredir).
+    """One allure test per cell, with its evidence.
 
     Attached in the call phase: attachments made while a fixture sets up go to the fixture, not the test.
     """
