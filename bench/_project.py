@@ -35,11 +35,11 @@ CONCURRENCY = 8
 """Each endpoint's max_concurrency and its server's capacity."""
 
 _PROBE = '''
-import inspect, json, os, threading, time
+import inspect, json, os, resource, threading, time
 import pytest
 from harness.report.matrix import MatrixWriter
 
-_spent, _local, _lock = {}, threading.local(), threading.Lock()
+_spent, _rss, _local, _lock = {}, [0.0], threading.local(), threading.Lock()
 
 
 def _timed(method):
@@ -61,12 +61,17 @@ for _name, _method in list(vars(MatrixWriter).items()):
         setattr(MatrixWriter, _name, _timed(_method))
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session):
+    _rss[0] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config):
     with open("/proc/self/io") as fh:
         io = dict(line.split(": ") for line in fh.read().splitlines())
     with open(f"{os.environ['COMFY_BENCH_PROBE']}.{os.getpid()}.json", "w") as fh:
-        json.dump({"report_s": _spent, "io": {k: int(v) for k, v in io.items()}}, fh)
+        json.dump({"report_s": _spent, "rss_mb_cells_done": _rss[0], "io": {k: int(v) for k, v in io.items()}}, fh)
 '''
 
 
@@ -79,6 +84,8 @@ class PytestRun:
     cpu: float
     """User + system seconds of the pytest process (and its xdist workers, once reaped)."""
     peak_rss_mb: float
+    rss_mb_cells_done: float
+    """Peak RSS when the last test had run, before the run's final reports were written."""
     report_s: dict[str, float]
     """Seconds inside each MatrixWriter method (outermost calls), summed over the processes that ran them."""
     wchar: int
@@ -130,7 +137,8 @@ def run_pytest(root: Path, cells: int, args: Sequence[str] = (), deadline: float
     for p in probes:
         for method, seconds in p["report_s"].items():
             spent[method] = spent.get(method, 0.0) + seconds
-    return PytestRun(cells, status, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, spent,
+    return PytestRun(cells, status, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
+                     max((p["rss_mb_cells_done"] for p in probes), default=0.0), spent,
                      sum(p["io"]["wchar"] for p in probes), size)
 
 
