@@ -55,12 +55,14 @@ def test_live_files_do_not_grow_with_the_cells(tmp_path, monkeypatch):
     """What is rewritten while the run goes on costs the same at the 1,000th cell as at the 200th."""
     monkeypatch.setattr(matrix_module, "WRITE_INTERVAL", 0)  # rewrite on every cell: the worst case
     writer = MatrixWriter(tmp_path)
-    sizes = {}
+    sizes, inodes = {}, {(writer.dir / "matrix.json").stat().st_ino}
     for n in range(1, 1001):
         writer.add_cell(cell(f"c{n:05d}", Outcome.MISSING_NODE if n % 7 == 0 else Outcome.PASSED))
+        inodes.add((writer.dir / "matrix.json").stat().st_ino)
         if n in (200, 1000):
             sizes[n] = ((writer.dir / "matrix.json").stat().st_size, (writer.dir / "report.html").stat().st_size)
     assert sizes[1000][0] == sizes[200][0]
+    assert inodes == {(writer.dir / "matrix.json").stat().st_ino}  # the header is not rewritten for a cell
     assert sizes[1000][1] < sizes[200][1] * 1.01  # the same 20 latest surprises; only the counts' digits differ
     log = (writer.dir / "cells.jsonl").read_bytes()
     assert log.count(b"\n") == 1000 and all(json.loads(line) for line in log.splitlines())

@@ -148,6 +148,7 @@ class MatrixWriter:
             self.matrix["case_details"] = {case.id: case.details() for case in cases}
             self.matrix["waivers"] = [w.to_dict() for w in waivers]
             self.planned = cells
+            self._header_changed = True
             self._write(live=True)
 
     def handle(self, event: Event) -> None:
@@ -190,6 +191,7 @@ class MatrixWriter:
                 listed.append(entry)
             else:
                 listed[at] = entry
+            self._header_changed = True
             # Hundreds of endpoints are listed and introduced at start: one rewrite per interval, not per entry.
             self._live_soon()
 
@@ -295,6 +297,8 @@ class MatrixWriter:
         self._counts: collections.Counter[str] = collections.Counter()
         self._recent: collections.deque[dict] = collections.deque(maxlen=_RECENT)
         self.planned: int | None = None
+        self._header_changed = True
+        """Whether matrix.json's header (plan, endpoints) changed since it was last written."""
         self._logged = False
         """Whether the cells are this writer's logged ones (matrix.json is then written from the logs)."""
         self.failed: ReportWriteError | None = None
@@ -332,18 +336,21 @@ class MatrixWriter:
             self.failed = self._cannot_write(exc)
             raise self.failed from None
 
-    def _write_live(self) -> None:
+    def _write_live(self, *, header: bool = False) -> None:
+        """The progress page, and matrix.json's header when it changed (or ``header``): the header holds
+        every case, so rewritten each second it would cost more the larger the run."""
         self._written_at = time.monotonic()
-        header = {**self.matrix, "cells": []}  # the cells so far are in the log
-        _atomic_write(self._header, encode(header, indent=True))
+        if header or self._header_changed:
+            self._header_changed = False
+            _atomic_write(self._header, encode({**self.matrix, "cells": []}, indent=True))  # the cells are in the log
         if self.part is None:
             _atomic_write(self.dir / "report.html", redact(render_progress(
-                header, done=len(self.matrix["cells"]), planned=self.planned, counts=self._counts,
+                self.matrix, done=len(self.matrix["cells"]), planned=self.planned, counts=self._counts,
                 recent=list(self._recent))).encode())
 
     def _write_all(self) -> None:
         if self.part is not None:  # its cells are in its log, which the controller reads
-            self._write_live()
+            self._write_live(header=True)
             return
         for cost in endpoint_costs(self.matrix["cells"]):
             at = self._endpoint_at.get(cost["endpoint"])
