@@ -1,4 +1,4 @@
-"""(f) Conversion speed: every UI file of ../shared/corpus converted to an API prompt, per modelled
+"""(h) Conversion speed: every UI file of ../shared/corpus converted to an API prompt, per modelled
 frontend, against the /object_info that frontend ran with (best effort for files with classes that
 catalogue lacks, as the frontend itself converts them). Prints conversions per second and the
 median milliseconds per workflow per frontend. Goal: median <= 1 ms per workflow.
@@ -24,7 +24,7 @@ ROUNDS, GOAL_MS = 5, 1.0
 
 def main() -> None:
     if not (CORPUS / "index.json").is_file():
-        print(f"bench (f) convert: skipped, ../shared/corpus is not here ({CORPUS})")
+        print(f"bench (h) convert: skipped, ../shared/corpus is not here ({CORPUS})")
         return
     index = json.loads((CORPUS / "index.json").read_text(encoding="utf-8"))
     workflows = [json.loads((CORPUS / "ui" / name).read_text(encoding="utf-8")) for name in index["ui"]]
@@ -44,7 +44,7 @@ def main() -> None:
                     timings.append(time.perf_counter() - start)
         median_ms = statistics.median(timings) * 1000
         rate = len(timings) / sum(timings)
-        report(f"(f) convert {frontend}", f"{len(workflows)} UI workflows x {ROUNDS} rounds, {rate:,.0f} conversions/s, "
+        report(f"(h) convert {frontend}", f"{len(workflows)} UI workflows x {ROUNDS} rounds, {rate:,.0f} conversions/s, "
                f"median {median_ms:.3f} ms, p95 {statistics.quantiles(timings, n=20)[-1] * 1000:.3f} ms per workflow, "
                f"{failed} not convertible", median_ms, GOAL_MS, " ms")
 
