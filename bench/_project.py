@@ -76,31 +76,30 @@ def pytest_unconfigure(config):
 
 
 _ENGINE = '''
-import asyncio, sys
+import sys
 from pathlib import Path
 from harness.run.cases import cases_from_workflows
 from harness.run.endpoints import load_endpoints_file
-from harness.run.engine import Engine
+from harness.run.engine import Engine, EngineThread
+from harness.run.feeder import Feeder
 from harness.report.matrix import MatrixWriter
 
-
-async def main(root, reports):
-    endpoints, cases = load_endpoints_file(root / "endpoints.yaml"), cases_from_workflows(root / "workflows").cases
-    writer = MatrixWriter(reports)
-    writer.plan(cases, cells=len(cases) * len(endpoints))
-    engine = Engine(endpoints, writer, listeners=[writer])
-    await engine.start()
-    async def run(case, name):  # as the plugin does: every cell submitted at once, each let go of once finished
-        await engine.run_cell(case, name)
-
-    try:
-        await asyncio.gather(*(run(case, e.name) for case in cases for e in endpoints))
-    finally:
-        await engine.close()
-    writer.finish()
-
-
-asyncio.run(main(Path(sys.argv[1]), Path(sys.argv[2])))
+# What the plugin does, without pytest: the engine on its thread, the cells fed to it, each taken in order.
+root, reports = Path(sys.argv[1]), Path(sys.argv[2])
+endpoints, cases = load_endpoints_file(root / "endpoints.yaml"), cases_from_workflows(root / "workflows").cases
+cells = [(case, e.name) for case in cases for e in endpoints]
+writer = MatrixWriter(reports)
+writer.plan(cases, cells=len(cells))
+engine, thread = Engine(endpoints, writer, listeners=[writer]), EngineThread()
+thread.call(engine.start())
+feeder = Feeder(lambda case, name: thread.submit(engine.run_cell(case, name)), cells,
+                {e.name: e.max_concurrency for e in endpoints})
+feeder.start()
+for case, name in cells:
+    feeder.take(case, name)
+thread.call(engine.close())
+thread.stop()
+writer.finish()
 '''
 _BARE_PYTEST = '''
 import pytest

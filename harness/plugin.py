@@ -26,6 +26,7 @@ from harness.report.drift import load_run
 from harness.run.endpoints import (Endpoint, VerdictSpec, check_all_secrets, load_endpoints_file, load_verdict_spec,
                                    parse_endpoint_option)
 from harness.run.engine import Engine, EngineThread
+from harness.run.feeder import Feeder
 from harness.errors import ConfigError, HarnessError
 from harness.report.matrix import MatrixWriter, ReportWriteError, check_writable, new_run_id
 from harness.report.verdict import Budgets
@@ -49,9 +50,6 @@ REFERENCE_ENVELOPES: tuple[tuple[str, str, str], ...] = (
     ("modal-{profile}", "modal", "/modal-app/{profile}"),
 )
 _RUN: pytest.StashKey[CompatRun] = pytest.StashKey()
-_TAKEN: concurrent.futures.Future = concurrent.futures.Future()
-"""Stands for a cell its test has taken: done, and holding nothing."""
-_TAKEN.set_result(None)
 PATH_OPTIONS = ("--workflows", "--endpoints-file", "--report-dir", "--compare-to")
 # pytest's -k grammar has no '@', which every cell's test id has (``smoke_invert@stock``). The ids stay
 # (they are names in users' JUnit and Allure history); -k's '@' is read as this token instead, and every
@@ -553,7 +551,7 @@ class CompatRun:
     _scheduled: list[tuple[Case, str]] = field(default_factory=list)
     _share: list[tuple[Case, str]] = field(default_factory=list)
     """The cells submitted together on the first one asked for."""
-    _running: dict[tuple[str, str], concurrent.futures.Future] = field(default_factory=dict)
+    _feeder: Feeder | None = None
     selection: str | None = None
     """What made this run cover part of its cells (matrix.json's ``run.selection``); None for all."""
     exit_note: str | None = None
@@ -621,21 +619,16 @@ class CompatRun:
         self._share = cells if share is None else share
 
     def cell(self, case: Case, endpoint_name: str) -> Cell:
-        if self._engine is None:
+        if self._feeder is None:
             self._start()
-            # Every selected cell (an xdist worker: its share) is submitted at once: the engine's
-            # per-endpoint limits pace them, so a run takes as long as its slowest endpoint needs, not the
-            # sum of all waits. Tests then collect their cell in pytest's order.
-            for c, e in self._share:
-                self._running.setdefault((c.id, e), self._thread.submit(self._engine.run_cell(c, e)))
-        key = (case.id, endpoint_name)
-        future = self._running.get(key)
-        if future is None or future is _TAKEN:  # not submitted, or asked again (a rerun plugin): run it
-            future = self._running[key] = self._thread.submit(self._engine.run_cell(case, endpoint_name))
-        cell = future.result()
-        # Its test holds the cell now; kept here too, a 20,000-cell run would hold every cell to the end.
-        self._running[key] = _TAKEN
-        return cell
+            # Every selected cell (an xdist worker: its share) runs from now on, fed to the engine as each
+            # endpoint's cells finish (harness.run.feeder): each endpoint's limit paces its own, so a run takes
+            # as long as its slowest endpoint needs, not the sum of all waits. Tests then collect their cell
+            # in pytest's order.
+            self._feeder = Feeder(lambda c, e: self._thread.submit(self._engine.run_cell(c, e)), self._share,
+                                  {e.name: e.max_concurrency for e in self._engine.endpoints.values()})
+            self._feeder.start()
+        return self._feeder.take(case, endpoint_name)
 
     def start_controller(self) -> None:
         """The xdist controller's own writer: the run's matrix.json, filled from the workers' parts at the end."""
@@ -687,27 +680,28 @@ class CompatRun:
         return endpoints
 
     def _cancel_unfinished(self) -> int:
-        """Cancel every cell not finished; how many were.
+        """Cancel every cell not finished, and submit no more; how many cells that stopped.
 
         Done on the engine's loop in one go: cancelled one by one from this thread, a running cell's
-        cancellation frees its endpoint's slot, and the next cell would submit before its own cancel came.
+        cancellation frees its endpoint's slot, and the next cell would start before its own cancel came.
         """
-        futures = [f for f in self._running.values() if not f.done()]
+        futures, unsent = self._feeder.stop()
         counted: concurrent.futures.Future[int] = concurrent.futures.Future()
         self._thread.loop.call_soon_threadsafe(lambda: counted.set_result(sum(f.cancel() for f in futures)))
         try:
-            return counted.result(timeout=5)
+            return unsent + counted.result(timeout=5)
         except concurrent.futures.TimeoutError:  # a loop that does not answer: cancel from here, as well as may be
-            return sum(f.cancel() for f in futures)
+            return unsent + sum(f.cancel() for f in futures)
 
     def finish(self, interrupted: bool) -> dict | None:
         """Close everything; on the run's own matrix, conclude. Returns the verdict, if one was asked for."""
         if self._engine is not None:
             # -x, --maxfail or Ctrl-C ended the session: cells not finished (most not started) are
             # cancelled, not left to run on against endpoints nobody reads any more.
-            stopped = self._cancel_unfinished()
+            stopped = self._cancel_unfinished() if self._feeder is not None else 0
             if stopped and self.worker is None:
-                self.selection = f"{len(self._running) - stopped} of {len(self._running)} cells: the session stopped early"
+                total = self._feeder.total
+                self.selection = f"{total - stopped} of {total} cells: the session stopped early"
                 self.writer.matrix["run"]["selection"] = self.selection
             self._thread.call(self._engine.close())
             self._thread.stop()

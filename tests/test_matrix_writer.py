@@ -115,3 +115,15 @@ def test_sigkill_mid_run_leaves_every_finished_cell_readable(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "c49" in (run_dir / "report.html").read_text() and "c49" in (run_dir / "matrix.md").read_text()
+
+
+async def test_on_the_engines_loop_the_refresh_is_a_timer_of_the_loop(tmp_path, monkeypatch):
+    import asyncio
+
+    monkeypatch.setattr(matrix_module, "WRITE_INTERVAL", 0.3)
+    writer = MatrixWriter(tmp_path)
+    writer.add_cell(cell("a"))
+    writer.add_cell(cell("b"))
+    assert isinstance(writer._timer, asyncio.TimerHandle)  # no thread to wake, no lock to contend for
+    await asyncio.sleep(0.5)
+    assert "<b>2</b> cells finished" in (writer.dir / "report.html").read_text()

@@ -14,6 +14,7 @@ the run directory the controller named, and the controller merges the parts into
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import datetime as dt
 import json
@@ -291,7 +292,7 @@ class MatrixWriter:
     def _init_writes(self) -> None:
         self._lock = threading.Lock()
         self._written_at = float("-inf")
-        self._timer: threading.Timer | None = None
+        self._timer: threading.Timer | asyncio.TimerHandle | None = None
         self._log: CellLog | None = None
         self._endpoint_at = {e["name"]: i for i, e in enumerate(self.matrix["endpoints"])}
         self._counts: collections.Counter[str] = collections.Counter()
@@ -310,9 +311,12 @@ class MatrixWriter:
         if wait <= 0:
             self._write(live=True)
         elif self._timer is None:
-            self._timer = threading.Timer(wait, self._flush)
-            self._timer.daemon = True
-            self._timer.start()
+            try:  # on the engine's loop, a timer of that loop: no thread to wake, no lock to contend for
+                self._timer = asyncio.get_running_loop().call_later(wait, self._flush)
+            except RuntimeError:  # a caller without a loop
+                self._timer = threading.Timer(wait, self._flush)
+                self._timer.daemon = True
+                self._timer.start()
 
     def _flush(self) -> None:
         with self._lock:
@@ -322,7 +326,7 @@ class MatrixWriter:
             try:
                 self._write(live=True)
             except ReportWriteError as exc:
-                # On the timer's thread nobody would hear it: the next cell raises it again.
+                # On a timer nobody would hear it: the next cell raises it again.
                 self.failed = exc
 
     def _write(self, *, live: bool = False) -> None:
