@@ -163,11 +163,19 @@ class PytestRun:
     """Bytes the processes passed to write calls (``/proc/<pid>/io`` wchar), summed."""
     report_bytes: int
     """Size of the report directory once the run ended."""
+    outcomes: str
+    """The run's own line of outcomes (``N cells: ...``), so a failing size says what failed."""
 
     @property
     def report_share(self) -> float:
-        """The share of wall spent writing reports."""
-        return sum(self.report_s.values()) / self.wall
+        """The share of wall spent writing reports: matrix.json, cells.jsonl, matrix.md, report.html, fingerprints
+        (not ``cell_dir``, which makes each cell's evidence folder, as a bare client makes its download's file)."""
+        return sum(s for method, s in self.report_s.items() if method != "cell_dir") / self.wall
+
+    @property
+    def folder_share(self) -> float:
+        """The share of wall spent making the cells' folders (``cell_dir``: a mkdir each)."""
+        return self.report_s.get("cell_dir", 0.0) / self.wall
 
 
 @contextlib.contextmanager
@@ -210,7 +218,12 @@ def run_pytest(root: Path, cells: int, args: Sequence[str] = (), deadline: float
             spent[method] = spent.get(method, 0.0) + seconds
     return PytestRun(cells, status, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
                      max((p["rss_mb_cells_done"] for p in probes), default=0.0), spent,
-                     sum(p["io"]["wchar"] for p in probes), size)
+                     sum(p["io"]["wchar"] for p in probes), size, _outcomes_line(root / "pytest.log"))
+
+
+def _outcomes_line(log: Path) -> str:
+    lines = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if " cells: " in line]
+    return lines[-1].strip() if lines else "no outcomes line"
 
 
 def _wait(proc: subprocess.Popen, deadline: float) -> tuple[int | None, os.struct_rusage]:

@@ -127,3 +127,20 @@ async def test_on_the_engines_loop_the_refresh_is_a_timer_of_the_loop(tmp_path, 
     assert isinstance(writer._timer, asyncio.TimerHandle)  # no thread to wake, no lock to contend for
     await asyncio.sleep(0.5)
     assert "<b>2</b> cells finished" in (writer.dir / "report.html").read_text()
+
+
+def test_a_large_run_writes_every_cell_whole_though_it_holds_passed_ones_lean(tmp_path):
+    from harness.providers.base import OutputImage, Timings
+    from harness.report.html import DETAILS_LIMIT
+    from harness.run.stats import Attempt, cell_stats
+
+    writer = MatrixWriter(tmp_path)
+    attempt = Attempt(Outcome.PASSED, Timings(total=1.5), 1)
+    for n in range(DETAILS_LIMIT + 5):
+        writer.add_cell(Cell(f"c{n:05d}", "e", Outcome.PASSED, Outcome.PASSED, images=(OutputImage("x.png", "/x.png", 1),),
+                             attempts=(attempt,), stats=cell_stats([attempt])))
+    held = writer.matrix["cells"][-1]
+    assert "images" not in held and held["stats"]["latency"]["total"]["p95"] == 1.5  # what the budgets read
+    writer.finish()
+    last = json.loads((writer.dir / "matrix.json").read_text())["cells"][-1]
+    assert last["images"][0]["filename"] == "x.png" and "wilson95" in last["stats"] and last["attempts"]

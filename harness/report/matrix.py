@@ -260,8 +260,15 @@ class MatrixWriter:
         """Hold a logged cell for the reports at the end: whole, or past ``DETAILS_LIMIT`` cells and passed
         as expected, without what only its details show (20,000 whole cells are ~100 MB)."""
         cells = self.matrix["cells"]
-        whole = len(cells) < DETAILS_LIMIT or noteworthy(entry)
-        cells.append(entry if whole else {k: v for k, v in entry.items() if k not in _DETAIL_ONLY})
+        if len(cells) < DETAILS_LIMIT or noteworthy(entry):
+            cells.append(entry)
+        else:
+            cells.append({k: v for k, v in entry.items() if k not in _DETAIL_ONLY})
+            stats = entry.get("stats") or {}
+            if stats.get("attempts") == 1 and not entry.get("cost"):
+                # One unpriced attempt: no report shows its statistics; the verdict's budgets read these.
+                cells[-1]["stats"] = {"attempts": 1, "passed": stats.get("passed"), "success_rate": stats.get("success_rate"),
+                                      "latency": {"total": (stats.get("latency") or {}).get("total")}}
         self._logged = True
 
     @classmethod
