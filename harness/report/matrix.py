@@ -249,11 +249,11 @@ class MatrixWriter:
                 for key in ("cases", "case_details", "waivers", "endpoints"):
                     if not self.matrix[key]:
                         self.matrix[key] = part[key]
-                self._endpoint_at = {e["name"]: i for i, e in enumerate(self.matrix["endpoints"])}
                 log = path.with_suffix(".jsonl")
                 if log.is_file():
                     for cell in read_cells(log):
                         self._keep(cell)
+            self._endpoint_at = {e["name"]: i for i, e in enumerate(self.matrix["endpoints"])}
         return len(parts)
 
     def _keep(self, entry: dict) -> None:

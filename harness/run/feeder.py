@@ -54,7 +54,8 @@ class Feeder:
         with self._lock:
             future = self._futures.get(key)
             if future is None or future is _TAKEN:  # not reached yet, or asked again (a rerun plugin)
-                self.total += future is _TAKEN
+                if future is _TAKEN:
+                    self.total += 1
                 future = self._send(case, endpoint, paced=False)
         cell = future.result()
         with self._lock:
