@@ -144,3 +144,14 @@ def test_a_large_run_writes_every_cell_whole_though_it_holds_passed_ones_lean(tm
     writer.finish()
     last = json.loads((writer.dir / "matrix.json").read_text())["cells"][-1]
     assert last["images"][0]["filename"] == "x.png" and "wilson95" in last["stats"] and last["attempts"]
+
+
+def test_a_run_set_whole_gets_its_endpoints_costs(tmp_path):
+    """comfy-compat merge sets a run's endpoints and cells whole; the endpoints' cost is still summed."""
+    writer = MatrixWriter(tmp_path)
+    writer.matrix["endpoints"] = [{"name": "e", "kind": "comfyui", "url": "http://gpu:8188", "price_per_gpu_hour": 3.6, "cost": None}]
+    writer.matrix["cells"] = [{"case": "a", "endpoint": "e", "outcome": "passed", "ok": True,
+                               "cost": {"price_per_gpu_hour": 3.6, "billed_seconds": 10.0, "images": 2}}]
+    writer.finish()
+    cost = json.loads((writer.dir / "matrix.json").read_text())["endpoints"][0]["cost"]
+    assert cost["images"] == 2 and cost["per_image"] == pytest.approx(0.005)

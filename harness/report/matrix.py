@@ -363,10 +363,11 @@ class MatrixWriter:
         if self.part is not None:  # its cells are in its log, which the controller reads
             self._write_live(header=True)
             return
+        # Indexed here, not by _endpoint_at: a merged or reopened run's endpoints were set whole.
+        entries = {e["name"]: e for e in self.matrix["endpoints"]}
         for cost in endpoint_costs(self.matrix["cells"]):
-            at = self._endpoint_at.get(cost["endpoint"])
-            if at is not None:
-                self.matrix["endpoints"][at]["cost"] = cost["cost"]
+            if cost["endpoint"] in entries:
+                entries[cost["endpoint"]]["cost"] = cost["cost"]
         if self._logged:
             lines = lines_in_order(logs_of(self.dir), _plan_order(self.matrix))
         else:  # a reopened or merged run: its cells are whole in memory
