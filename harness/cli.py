@@ -197,7 +197,7 @@ def _merge(args: argparse.Namespace) -> int:
     shards = [load_run(run_dir) for run_dir in args.run_dirs]
     _check_roles(args, shards[0], args.run_dirs[0])
     if args.compare_to not in (None, "previous"):
-        load_run(args.compare_to)  # a wrong directory is a one-line error before anything is written
+        load_run(args.compare_to, lean=True)  # a wrong directory is a one-line error before anything is written
     run_id = new_run_id()
     sections, kept = merge(shards, Path(args.report_dir).resolve() / run_id)  # checked before anything is written
     writer = MatrixWriter(Path(args.report_dir), run_id, repeat=max(s["run"].get("repeat", 1) for s in shards))

@@ -1,8 +1,8 @@
 """One run out of the shards of a run (``pytest --shard=I/N`` in N CI jobs): ``comfy-compat merge``.
 
 ``merge(shards, run_dir)`` takes the shards' matrices (``harness.report.drift.load_run``) and gives the
-sections of the one run they make in ``run_dir``: cells in plan order, the endpoints as introduced, the
-cases and waivers.
+sections of the one run they make in ``run_dir``: the cells (the writer puts them in plan order), the
+endpoints as introduced, the cases and waivers.
 It checks the shards belong together (the same plan, no cell twice); the CLI writes the run, with
 each shard's cell folders and fingerprints, and concludes it as the plugin concludes a run.
 """
@@ -47,15 +47,12 @@ def merge(shards: Sequence[dict[str, Any]], run_dir: Path) -> tuple[dict[str, An
     # Rows: a shard lists the whole plan; the merged run keeps the cases that ran, as one run would.
     ran = {case for case, _ in owner}
     rows = [case for case in cases if case in ran]
-    column = {name: i for i, name in enumerate(names)}
-    row = {case: i for i, case in enumerate(rows)}
-    cells = sorted((_moved(cell, _id(shard), run_dir) for shard in shards for cell in shard["cells"]),
-                   key=lambda c: (row.get(c["case"], len(row)), column.get(c["endpoint"], len(column))))
+    cells = [_moved(cell, _id(shard), run_dir) for shard in shards for cell in shard["cells"]]
     planned = len(cases) * len(names)
     return {
         "cases": rows,
         "case_details": {case: detail for shard in shards for case, detail in (shard.get("case_details") or {}).items()
-                         if case in row},
+                         if case in ran},
         "waivers": list({repr(w): w for shard in shards for w in shard.get("waivers") or []}.values()),
         "endpoints": [shards[i]["endpoints"][at] for at, i in enumerate(kept)],
         "cells": cells,
