@@ -21,6 +21,7 @@ from harness.comfy.catalogue import NodeClass
 from harness.comfy.dynamic import AUTOGROW, DYNAMIC_COMBO, node_inputs
 from harness.comfy.validator import Flavour
 from harness.reference.failures import RUN_FRAMES_0_33_0, V3_CALL_FRAMES, NodeFailure, frame
+from harness.reference.png import write_flat_png
 from harness.reference.storage import Storage
 
 __all__ = ["Handle", "NodeCall", "Pixels", "format_value", "run_node"]
@@ -215,9 +216,8 @@ def _image_saver(kind: str, compress_level: int, prefix_suffix: Callable[[], str
                     # The profile's output_megabytes: the server's one noise PNG (its own size, no metadata).
                     call.storage.place_large_output(folder / filename)
                 else:
-                    Image.new(mode, (images.width, images.height), colour).save(
-                        folder / filename, pnginfo=info, compress_level=compress_level
-                    )
+                    write_flat_png(folder / filename, mode, (images.width, images.height), colour,
+                                   info=info, compress_level=compress_level)
             finally:
                 # A file a failing save left half-written is in the folder all the same.
                 if (folder / filename).exists():
