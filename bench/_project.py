@@ -123,9 +123,19 @@ class ChildRun:
 def run_child(command: Sequence[str], cwd: Path, deadline: float) -> ChildRun:
     with (cwd / "child.log").open("ab") as log:
         started = time.perf_counter()
-        proc = subprocess.Popen(command, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(command, cwd=cwd, env=_child_env(), stdout=log, stderr=subprocess.STDOUT)
         status, usage = _wait(proc, started + deadline)
     return ChildRun(status, time.perf_counter() - started, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+
+
+def _child_env() -> dict[str, str]:
+    """The children's environment: the harness importable, and Python's bytecode caches on, as a user's machine
+    has them. With PYTHONDONTWRITEBYTECODE (this sandbox sets it) every process compiles the harness again and
+    pytest rewrites its asserts again (the harness is a pytest plugin): about 1 s of CPU per process, which
+    weighs -n 2's three processes thrice. The first run of a benchmark (its warm-up) writes the caches."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
 
 
 def run_engine_alone(root: Path, deadline: float) -> ChildRun:
@@ -203,7 +213,7 @@ def run_pytest(root: Path, cells: int, args: Sequence[str] = (), deadline: float
     probe = reports.with_name(reports.name + "-probe")
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--workflows=workflows",
                "--endpoints-file=endpoints.yaml", f"--report-dir={reports}", *args]
-    env = {**os.environ, "COMFY_BENCH_PROBE": str(probe), "PYTHONPATH": str(ROOT)}
+    env = {**_child_env(), "COMFY_BENCH_PROBE": str(probe)}
     with (root / "pytest.log").open("ab") as log:
         started = time.perf_counter()
         proc = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)

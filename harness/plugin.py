@@ -14,6 +14,7 @@ import glob
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -25,13 +26,15 @@ from harness.report.conclusions import conclude, summary_lines
 from harness.report.drift import load_run
 from harness.run.endpoints import (Endpoint, VerdictSpec, check_all_secrets, load_endpoints_file, load_verdict_spec,
                                    parse_endpoint_option)
-from harness.run.engine import Engine, EngineThread
 from harness.run.feeder import Feeder
 from harness.errors import ConfigError, HarnessError
 from harness.report.matrix import MatrixWriter, ReportWriteError, check_writable, new_run_id
 from harness.report.verdict import Budgets
 from harness.run.sharing import parse_shard, slots, spread, worker_index
 from harness.comfy.versions import MODELLED
+
+if TYPE_CHECKING:
+    from harness.run.engine import Engine, EngineThread
 
 __all__ = ["CompatRun", "Settings"]
 
@@ -653,6 +656,10 @@ class CompatRun:
         rows = self._suite.cases if self.settings.shard else list({case.id: case for case, _ in self._scheduled}.values())
         self._run_fields()  # written with the plan, below
         self.writer.plan(rows, self._suite.waivers if self._suite else [], cells=len(self._scheduled))
+        # Imported here: the engine brings aiohttp (about 0.2 s), which an xdist controller, `pytest --help` and
+        # every run that collects no cell never need.
+        from harness.run.engine import Engine, EngineThread
+
         self._thread = EngineThread()
         self._engine = Engine(endpoints, self.writer, listeners=[self.writer], repeat=self.settings.repeat,
                               cold_start=self.settings.cold_start, repeat_identical=self.settings.repeat_identical)
