@@ -7,13 +7,16 @@ same servers: the same cells through the Engine and MatrixWriter alone (no pytes
 over as many empty tests (its own CPU and memory per test, which no plugin can take back: ~160 MB at
 20,000 tests here).
 
+Then the nightly the issue describes, 100 workflows × 10 endpoints × 20 repeats (BENCH_NIGHTLY=CELLSxREPEAT,
+default 1000x20): 1,000 cells of 20 attempts each through pytest, 20,000 prompts in all, with its peak RSS.
+
 Goals: every size finishes; CPU per cell at the largest size within 1.2× of that at 1,000; report
 writing <= 5 % of wall at every size; peak RSS <= 150 MB at 20,000 (the Engine alone: pytest alone
-holds more); bytes written linear in the cells
+holds more; and the nightly through pytest); bytes written linear in the cells
 (per cell alike at every size).
 
 Run: ``.venv/bin/python bench/bench_scale.py`` (prints the figures, exits 0); BENCH_SIZES=1000,5000
-for fewer sizes, BENCH_DEADLINE=seconds per size (default 900: a size still running then is ended
+for fewer sizes, BENCH_NIGHTLY=CELLSxREPEAT (or empty for none), BENCH_DEADLINE=seconds per size (default 900: a size still running then is ended
 and reported unfinished).
 """
 
@@ -25,6 +28,7 @@ from _common import report
 from _project import project, run_bare_pytest, run_engine_alone, run_pytest
 
 SIZES = [int(n) for n in os.environ.get("BENCH_SIZES", "1000,5000,20000").split(",")]
+NIGHTLY = os.environ.get("BENCH_NIGHTLY", "1000x20")
 DEADLINE = float(os.environ.get("BENCH_DEADLINE", "900"))
 CPU_GOAL, SHARE_GOAL, RSS_GOAL_MB = 1.2, 0.05, 150
 
@@ -61,6 +65,18 @@ def main() -> None:
     growth = (last.report_bytes / last.cells) / (first.report_bytes / first.cells)
     report("(e) scale bytes", f"report bytes per cell at {last.cells} ÷ at {first.cells} cells: {growth:.2f} "
            "(linear: 1)", growth, 1.1)
+    if NIGHTLY:
+        nightly()
+
+
+def nightly() -> None:
+    cells, repeat = (int(n) for n in NIGHTLY.split("x"))
+    with project(cells) as root:
+        run = run_pytest(root, cells, [f"--repeat={repeat}"], deadline=DEADLINE)
+    done = f"exit status {run.status} ({run.outcomes})" if run.status is not None else f"UNFINISHED at {DEADLINE:g} s"
+    report("(e) nightly memory", f"{cells} cells × {repeat} repeats ({cells * repeat} prompts) through pytest: {done}, wall "
+           f"{run.wall:.1f} s, CPU {run.cpu / (cells * repeat) * 1000:.2f} ms per prompt, report writing "
+           f"{run.report_share:.1%} of wall, peak RSS {run.peak_rss_mb:.0f} MB", run.peak_rss_mb, RSS_GOAL_MB, " MB")
 
 
 if __name__ == "__main__":

@@ -19,11 +19,12 @@ def bench(name: str, **env: str) -> str:
 
 
 def test_the_scale_bench_runs_its_three_front_ends():
-    out = bench("bench_scale", BENCH_SIZES="20,40", BENCH_DEADLINE="120")
+    out = bench("bench_scale", BENCH_SIZES="20,40", BENCH_NIGHTLY="20x3", BENCH_DEADLINE="120")
     assert re.search(r"bench \(e\) 40 cells: exit status 0 \(40 cells: 40 passed\), wall", out), out
     assert "the Engine and MatrixWriter without pytest" in out and "pytest alone over 40 empty tests" in out
     for line in ("(e) scale cpu", "(e) scale report share", "(e) scale memory", "(e) scale bytes"):
         assert f"bench {line}: " in out, out
+    assert "bench (e) nightly memory: 20 cells × 3 repeats (60 prompts) through pytest: exit status 0 (20 cells: 20 passed)" in out, out
 
 
 def test_the_workers_bench_runs_both_sides():
