@@ -189,7 +189,9 @@ class Engine:
             return self._unconverted(case, endpoint_name, exc.verdict, conversion)
         cell_dir = self.folder.cell_dir(case.id, endpoint_name)
         body_file = cell_dir / "request.json"
-        body_file.write_text(redact(json.dumps(provider.request_body(workflow, case.images), indent=2)), encoding="utf-8")
+        # Compact: the standard library's indenting encoder is pure Python, 5-6x its C encoder (0.33 against
+        # 0.055 ms for the Denrisi workflow, measured); `jq . request.json` shows it indented.
+        body_file.write_text(redact(json.dumps(provider.request_body(workflow, case.images))), encoding="utf-8")
         modelled = self.modelled[endpoint_name]
         prediction = preflight(workflow, catalogue, version=modelled.version) if catalogue is not None else None
         count = case.repeat or self.repeat
