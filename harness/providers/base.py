@@ -15,10 +15,11 @@ import dataclasses
 import errno
 import functools
 import hashlib
+import io
 import re
 import shlex
 import ssl
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -50,6 +51,7 @@ __all__ = [
     "plain_client",
     "refusal",
     "safe_name",
+    "save_stream",
     "ssl_context",
     "transport_failures",
     "watching",
@@ -298,11 +300,34 @@ def transport_failures(endpoint: Endpoint, doing: str) -> Iterator[None]:
         raise TransportFailure(failure(Outcome.UNREACHABLE, f"transport error talking to {where}: {exc!r}")) from exc
 
 
-def inspect_image(path: Path, filename: str, type_: str = "output") -> OutputImage:
-    """Prove a downloaded file is an image: read its header and verify its data without keeping pixels."""
-    size = path.stat().st_size
+_HELD_BYTES = 8 << 20
+"""A download up to this size is kept in memory as it is written, for inspect_image."""
+
+
+async def save_stream(target: Path, chunks: AsyncIterator[bytes]) -> bytes | None:
+    """Write a download to ``target`` as it arrives, so a large output never sits in memory whole; its
+    bytes when there are few enough to keep (8 MB), for inspect_image, else None."""
+    held: list[bytes] | None = []
+    size = 0
+    with target.open("wb") as fh:
+        async for chunk in chunks:
+            fh.write(chunk)
+            size += len(chunk)
+            if held is not None:
+                held.append(chunk)
+                if size > _HELD_BYTES:
+                    held = None
+    return None if held is None else b"".join(held)
+
+
+def inspect_image(path: Path, filename: str, type_: str = "output", data: bytes | None = None) -> OutputImage:
+    """Prove a downloaded file is an image: read its header and verify its data without keeping pixels.
+
+    ``data`` is the file's bytes when the caller still holds them: read from memory, not opened again
+    (an open costs 0.16 ms on this machine's disk, a few percent of a cell)."""
+    size = len(data) if data is not None else path.stat().st_size
     try:
-        with Image.open(path) as im:
+        with Image.open(path if data is None else io.BytesIO(data)) as im:
             fmt, (width, height) = im.format, im.size
             im.verify()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:

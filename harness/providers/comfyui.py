@@ -44,6 +44,7 @@ from harness.providers.base import (
     phase,
     refusal,
     safe_name,
+    save_stream,
     transport_failures,
     with_retry_after,
 )
@@ -325,11 +326,8 @@ class ComfyUIProvider(BaseProvider):
                     raise TransportFailure(refused)
                 if response.status != 200:
                     return OutputImage(filename, str(target), 0, params["type"], error=f"GET /view answered {response.status}")
-                # Streamed to disk so a large output never sits in memory whole.
-                with target.open("wb") as fh:
-                    async for chunk in response.content.iter_chunked(1 << 20):
-                        fh.write(chunk)
-        return inspect_image(target, filename, params["type"])
+                data = await save_stream(target, response.content.iter_chunked(1 << 20))
+        return inspect_image(target, filename, params["type"], data)
 
 
 _DOCUMENTS: weakref.WeakValueDictionary[bytes, Catalogue] = weakref.WeakValueDictionary()

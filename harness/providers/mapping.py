@@ -201,4 +201,4 @@ def decode_image(index: int, ref: Any, outputs_dir: Path) -> OutputImage:
     suffix = next((s for magic, s in _SUFFIXES if data.startswith(magic)), ".bin")
     target = outputs_dir / f"{name}{suffix}"
     target.write_bytes(data)
-    return inspect_image(target, target.name)
+    return inspect_image(target, target.name, data=data)

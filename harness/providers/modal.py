@@ -199,4 +199,4 @@ def _save(index: int, data: bytes, outputs_dir: Path) -> OutputImage:
     outputs_dir.mkdir(parents=True, exist_ok=True)
     target = outputs_dir / f"image_{index}{suffix}"
     target.write_bytes(data)
-    return inspect_image(target, target.name)
+    return inspect_image(target, target.name, data=data)

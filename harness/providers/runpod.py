@@ -50,6 +50,7 @@ from harness.providers.base import (
     plain_client,
     refusal,
     safe_name,
+    save_stream,
     transport_failures,
     with_retry_after,
 )
@@ -225,9 +226,10 @@ class RunPodProvider(BaseProvider):
         kind, data = ref.get("type"), ref.get("data")
         if kind == "base64" and isinstance(data, str):
             try:
-                target.write_bytes(base64.b64decode(data, validate=True))
+                held = base64.b64decode(data, validate=True)
             except binascii.Error as exc:
                 return OutputImage(filename, str(target), 0, error=f"output is not valid base64: {exc}")
+            target.write_bytes(held)
         elif kind == "s3_url" and isinstance(data, str):
             # A presigned URL: fetched without the endpoint's credentials, which are not S3's.
             with transport_failures(self.endpoint, f"GET {filename} from S3"):
@@ -237,12 +239,10 @@ class RunPodProvider(BaseProvider):
                         raise TransportFailure(refused)
                     if response.status_code != 200:
                         return OutputImage(filename, str(target), 0, error=f"GET s3_url answered {response.status_code}")
-                    with target.open("wb") as fh:
-                        async for chunk in response.aiter_bytes(1 << 20):
-                            fh.write(chunk)
+                    held = await save_stream(target, response.aiter_bytes(1 << 20))
         else:
             return OutputImage(filename, str(target), 0, error=f"unknown image entry type {kind!r}")
-        return inspect_image(target, filename)
+        return inspect_image(target, filename, data=held)
 
 
 def _seconds(ms: Any, observed: float) -> float:

@@ -253,10 +253,11 @@ class VastProvider(BaseProvider):
             return OutputImage(filename, str(target), 0, error=str(why))
         outputs_dir.mkdir(parents=True, exist_ok=True)
         try:
-            target.write_bytes(base64.b64decode(data, validate=True))
+            decoded = base64.b64decode(data, validate=True)
         except binascii.Error as exc:
             return OutputImage(filename, str(target), 0, error=f"output is not valid base64: {exc}")
-        return inspect_image(target, filename)
+        target.write_bytes(decoded)
+        return inspect_image(target, filename, data=decoded)
 
     async def aclose(self) -> None:
         await self.worker_client.aclose()

@@ -1,0 +1,39 @@
+"""Downloads are written as they arrive, and a small one is inspected from the bytes already in hand."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+from PIL import Image
+
+from harness.providers.base import inspect_image, save_stream
+
+
+async def _chunks(data: bytes, size: int):
+    for start in range(0, len(data), size):
+        yield data[start:start + size]
+
+
+def _png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 32), (1, 2, 3)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_a_small_download_is_kept_and_inspected_from_memory_like_the_file(tmp_path):
+    png = _png()
+    held = asyncio.run(save_stream(tmp_path / "a.png", _chunks(png, 100)))
+    assert held == png == (tmp_path / "a.png").read_bytes()
+    from_memory, from_disk = inspect_image(tmp_path / "a.png", "a.png", data=held), inspect_image(tmp_path / "a.png", "a.png")
+    assert from_memory == from_disk and (from_memory.format, from_memory.width, from_memory.height) == ("PNG", 64, 32)
+    broken = png[:-20]
+    (tmp_path / "b.png").write_bytes(broken)
+    assert inspect_image(tmp_path / "b.png", "b.png", data=broken).error == inspect_image(tmp_path / "b.png", "b.png").error
+    assert inspect_image(tmp_path / "b.png", "b.png", data=broken).error
+
+
+def test_a_large_download_is_written_whole_and_not_held(tmp_path):
+    data = b"x" * ((8 << 20) + 1)
+    assert asyncio.run(save_stream(tmp_path / "big.bin", _chunks(data, 1 << 20))) is None
+    assert (tmp_path / "big.bin").stat().st_size == len(data)
