@@ -4,7 +4,7 @@ _project.py). Per size: wall, the pytest process's CPU per cell (``os.wait4``: t
 its peak RSS, the share of wall spent inside MatrixWriter's methods (writing reports), and bytes
 written (the report directory's size, and the process's wchar) per cell. Beside each, in one run on the
 same servers: the same cells through the Engine and MatrixWriter alone (no pytest), and pytest alone
-over as many empty tests (its own CPU and memory per test, which no plugin can take back: ~160 MB at
+over as many empty tests (its own CPU and memory per test, which no plugin can take back: ~150 MB at
 20,000 tests here).
 
 Then the nightly the issue describes, 100 workflows × 10 endpoints × 20 repeats (BENCH_NIGHTLY=CELLSxREPEAT,
