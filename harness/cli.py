@@ -80,13 +80,17 @@ def _configure_verdict(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a reports/<run-id> directory (or reports/latest)")
     parser.add_argument("--baseline", required=True, metavar="ENDPOINT", help="the endpoint production runs on now")
     parser.add_argument("--candidate", required=True, metavar="ENDPOINT", help="the endpoint to move to")
-    parser.add_argument("--budget", action="append", default=[], metavar="METRIC=VALUE",
-                        help="success_rate, p95_seconds or cost_per_image the candidate must meet; repeatable")
+    _add_budget(parser)
     parser.add_argument("--today", type=dt.date.fromisoformat, default=None, metavar="YYYY-MM-DD",
                         help="judge waivers' expiry as of this day (default: today)")
     parser.add_argument("--exit-codes", choices=exitcodes.SCHEMES, default="v2",
                         help="v2: 0 GO, 10 NO-GO, 11 UNDECIDABLE (default); legacy: 0 GO, 1 NO-GO, 2 UNDECIDABLE")
     _add_write(parser, "the verdict into the run's matrix.json, matrix.md and report.html")
+
+
+def _add_budget(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--budget", action="append", default=[], metavar="METRIC=VALUE",
+                        help="success_rate, p95_seconds or cost_per_image the candidate must meet; repeatable")
 
 
 def _add_write(parser: argparse.ArgumentParser, what: str) -> None:
@@ -184,6 +188,10 @@ def _configure_merge(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--candidate", default=None, metavar="ENDPOINT", help="go/no-go verdict: the endpoint to move to")
     parser.add_argument("--compare-to", default=None, metavar="PATH|previous",
                         help="drift against an earlier run (previous: the newest other complete run in --report-dir)")
+    parser.add_argument("--endpoints-file", default=None, metavar="PATH",
+                        help="the shards' endpoints file: its verdict: section (baseline, candidate, budgets) judges the "
+                             "merged run as it would have judged the one run; the flags win")
+    _add_budget(parser)
 
 
 def _merge(args: argparse.Namespace) -> int:
@@ -191,9 +199,14 @@ def _merge(args: argparse.Namespace) -> int:
     from harness.report.conclusions import conclude, summary_lines
     from harness.report.drift import load_run
     from harness.report.merge import merge
+    from harness.run.endpoints import VerdictSpec, load_verdict_spec
 
+    # What the one run would have been judged by: its endpoints file's verdict: section, the flags over it.
+    spec = (load_verdict_spec(args.endpoints_file) if args.endpoints_file else None) or VerdictSpec()
+    args.baseline, args.candidate = args.baseline or spec.baseline, args.candidate or spec.candidate
     if (args.baseline is None) != (args.candidate is None):
-        raise ConfigError("a verdict needs both --baseline and --candidate")
+        raise ConfigError("a verdict needs both --baseline and --candidate (or both in the endpoints file's verdict:)")
+    budgets = Budgets.from_dict({**spec.budgets, **_budgets(args.budget)})
     shards = [load_run(run_dir) for run_dir in args.run_dirs]
     _check_roles(args, shards[0], args.run_dirs[0])
     if args.compare_to not in (None, "previous"):
@@ -212,7 +225,8 @@ def _merge(args: argparse.Namespace) -> int:
     writer.matrix.update(sections)
     complete = all(s["run"].get("status") == "complete" for s in shards)
     verdict = conclude(writer, status="complete" if complete else "interrupted",
-                       migration=(args.baseline, args.candidate) if args.baseline else None, compare_to=args.compare_to)
+                       migration=(args.baseline, args.candidate) if args.baseline else None, budgets=budgets,
+                       compare_to=args.compare_to)
     cells = writer.matrix["cells"]
     print(f"comfy-compat: {len(shards)} runs merged into {writer.dir}: {len(cells)} cells"
           + (f" ({writer.matrix['run']['selection']})" if writer.matrix["run"]["selection"] else ""))

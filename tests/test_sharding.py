@@ -71,6 +71,36 @@ def test_two_shards_merged_are_the_run_they_split(project):
     assert len(read_cells(run_dir / merged["cells_log"])) == len(merged["cells"])  # its log has every cell too
 
 
+def test_merged_shards_are_judged_by_the_endpoints_files_budgets_as_the_one_run(project):
+    """A budget in the endpoints file's verdict: made the one run NO-GO; merged without it, the same cells were GO."""
+    with ReferenceServer("custom") as prod, ReferenceServer("custom") as cand:
+        (project.path / "endpoints.yaml").write_text(
+            f"endpoints:\n  prod: {{url: '{prod.url}', profile: custom}}\n  cand: {{url: '{cand.url}', profile: custom}}\n"
+            "verdict: {baseline: prod, candidate: cand, budgets: {p95_seconds: 0.000001}}\n")
+        assert project.runpytest_subprocess("-p", "no:cacheprovider", "--endpoints-file=endpoints.yaml").ret == 10
+        whole = matrix(project)
+        shards = []
+        for i in (1, 2):
+            project.runpytest_subprocess("-p", "no:cacheprovider", "--endpoints-file=endpoints.yaml", f"--shard={i}/2")
+            shards.append(f"reports/{matrix(project)['run']['id']}")
+    over = {b["case"] for b in whole["verdict"]["blockers"] if b["message"].startswith("over budget")}
+    assert whole["verdict"]["decision"] == "NO-GO" and over == set(whole["cases"])
+    judged = {}
+    for how in (["--endpoints-file=endpoints.yaml"], ["--baseline=prod", "--candidate=cand", "--budget=p95_seconds=0.000001"],
+                ["--baseline=prod", "--candidate=cand"]):
+        done = merge(project, *shards, *how)
+        judged[how[-1]] = (done.returncode, matrix(project)["verdict"])
+    def budgets(verdict: dict) -> list[tuple]:  # the figures differ between runs (latencies), not what is judged
+        return [(r["case"], r["metric"], r["limit"], r["ok"]) for r in verdict["budgets"]]
+
+    for how in ("--endpoints-file=endpoints.yaml", "--budget=p95_seconds=0.000001"):
+        status, verdict = judged[how]
+        assert status == 10 and verdict["decision"] == "NO-GO", how
+        assert [b["case"] for b in verdict["blockers"]] == [b["case"] for b in whole["verdict"]["blockers"]], how
+        assert budgets(verdict) == budgets(whole["verdict"]) and len(verdict["budgets"]) == len(whole["cases"]), how
+    assert judged["--candidate=cand"][0] == 0 and judged["--candidate=cand"][1]["decision"] == "GO"  # no budget asked for
+
+
 @pytest.mark.parametrize("value", ["0/2", "3/2", "2", "a/b", "1/0"])
 def test_a_bad_shard_is_a_one_line_usage_error(project, value):
     result = project.runpytest_subprocess("-p", "no:cacheprovider", f"--shard={value}")
