@@ -19,7 +19,7 @@ import io
 import re
 import shlex
 import ssl
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -123,6 +123,9 @@ class Watch:
     """The request in flight (``GET /history/<id>``)."""
     answered: bool = False
     """Whether any reply of the endpoint arrived: a submission nobody answered means unreachable."""
+    on_finished: Callable[[], None] | None = None
+    """Called when the attempt enters ``download``: the endpoint has finished the job, so the engine frees
+    its place in the endpoint's limit for the next job while this one's outputs are fetched."""
 
     def overrun(self, endpoint: Endpoint, budget: float) -> Classification:
         """The verdict on an attempt the deadline ended in the middle of an await."""
@@ -143,9 +146,9 @@ _WATCH: contextvars.ContextVar[Watch | None] = contextvars.ContextVar("comfy_com
 
 
 @contextlib.contextmanager
-def watching() -> Iterator[Watch]:
+def watching(on_finished: Callable[[], None] | None = None) -> Iterator[Watch]:
     """A fresh ``Watch`` for the attempt run inside (each asyncio task sees its own)."""
-    watch = Watch()
+    watch = Watch(on_finished=on_finished)
     token = _WATCH.set(watch)
     try:
         yield watch
@@ -158,6 +161,8 @@ def phase(name: str) -> None:
     watch = _WATCH.get()
     if watch is not None:
         watch.phase = name
+        if name == "download" and watch.on_finished is not None:
+            watch.on_finished()
 
 
 def answered(doing: str | None = None) -> None:

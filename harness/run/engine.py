@@ -15,7 +15,7 @@ import dataclasses
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -293,8 +293,8 @@ class Engine:
         # The first attempt's outputs sit where a single-attempt cell keeps them; repeats get a folder each.
         outputs = cell_dir / "outputs" / (f"attempt-{index:03d}" if index else "")
         budget = case.timeout or (endpoint.timeouts.queue + endpoint.timeouts.execution)
-        async with self._slot(endpoint_name) as cold:
-            record = await self._guarded_run(endpoint, workflow, budget, outputs, case.images)
+        async with self._slot(endpoint_name) as (cold, release):
+            record = await self._guarded_run(endpoint, workflow, budget, outputs, case.images, release)
         verdict = _recover_hidden(record.classification, prediction) or check_outputs(record.images, case.outputs)
         attempt = Attempt(
             outcome=verdict.outcome if verdict else Outcome.PASSED,
@@ -310,7 +310,7 @@ class Engine:
         return attempt, record, verdict
 
     async def _guarded_run(self, endpoint: Endpoint, workflow: dict, budget: float, outputs: Path,
-                           images: Sequence[Path]) -> RunRecord:
+                           images: Sequence[Path], release: Callable[[], None]) -> RunRecord:
         """The provider's run, ended ``DEADLINE_GRACE_S`` after its deadline whatever the endpoint does.
 
         Providers keep their own deadline (and clean up: interrupt, cancel) where they wait on purpose; this
@@ -319,7 +319,7 @@ class Engine:
         """
         started = time.monotonic()
         deadline = started + budget
-        with watching() as watch:
+        with watching(on_finished=release) as watch:
             try:
                 async with asyncio.timeout_at(deadline + DEADLINE_GRACE_S):
                     return await self.providers[endpoint.name].run(workflow, deadline=deadline, outputs_dir=outputs, images=images)
@@ -333,8 +333,10 @@ class Engine:
         return RunRecord(verdict, timings=Timings(total=time.monotonic() - started))
 
     @contextlib.asynccontextmanager
-    async def _slot(self, endpoint_name: str) -> AsyncIterator[bool]:
-        """A place in the endpoint's concurrency limit; yields whether this is the run's cold request.
+    async def _slot(self, endpoint_name: str) -> AsyncIterator[tuple[bool, Callable[[], None]]]:
+        """A place in the endpoint's concurrency limit; yields whether this is the run's cold request, and
+        a function that gives the place back early (once the endpoint has finished the job: its outputs
+        are fetched while the next job runs); it is given back on leaving at the latest.
 
         With ``cold_start`` the endpoint's first request waits out its idle period (so a serverless
         endpoint scales to zero) and runs alone: concurrent requests would share its cold start.
@@ -345,15 +347,32 @@ class Engine:
             try:
                 if self.cold_start:
                     await asyncio.sleep(self.endpoints[endpoint_name].cold_start_idle)
-                async with self._limits[endpoint_name]:
-                    yield self.cold_start
+                async with self._place(endpoint_name) as release:
+                    yield self.cold_start, release
             finally:
                 done.set()
             return
         if self.cold_start:
             await self._first_done[endpoint_name].wait()
-        async with self._limits[endpoint_name]:
-            yield False
+        async with self._place(endpoint_name) as release:
+            yield False, release
+
+    @contextlib.asynccontextmanager
+    async def _place(self, endpoint_name: str) -> AsyncIterator[Callable[[], None]]:
+        limit = self._limits[endpoint_name]
+        await limit.acquire()
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                limit.release()
+
+        try:
+            yield release
+        finally:
+            release()
 
 
 def _repeats(workflow: dict, count: int, cold_start: bool, identical: bool) -> dict:
