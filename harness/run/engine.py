@@ -359,6 +359,7 @@ class Engine:
 
     @contextlib.asynccontextmanager
     async def _place(self, endpoint_name: str) -> AsyncIterator[Callable[[], None]]:
+        """One place in the endpoint's limit, and the function that gives it back (once, however often called)."""
         limit = self._limits[endpoint_name]
         await limit.acquire()
         held = True
