@@ -47,9 +47,7 @@ def main() -> None:
               + ("" if engine.status == 0 else f" (exit status {engine.status})")
               + f"; pytest alone over {cells} empty tests: CPU {bare.cpu / cells * 1000:.2f} ms per test, "
               f"peak RSS {bare.peak_rss_mb:.0f} MB", flush=True)
-        done = (f"exit status {run.status} ({run.outcomes})" if run.status is not None
-                else f"UNFINISHED: ended at the {DEADLINE:g} s deadline")
-        print(f"bench (e) {cells} cells: {done}, wall {run.wall:.1f} s, CPU {run.cpu / cells * 1000:.2f} ms per cell, "
+        print(f"bench (e) {cells} cells: {_ended(run)}, wall {run.wall:.1f} s, CPU {run.cpu / cells * 1000:.2f} ms per cell, "
               f"peak RSS {run.peak_rss_mb:.0f} MB ({run.rss_mb_cells_done:.0f} MB before the final reports), report writing {run.report_share:.1%} of wall, cell folders {run.folder_share:.1%} "
               f"({', '.join(f'{m} {s:.2f}' for m, s in sorted(run.report_s.items(), key=lambda i: -i[1]) if s >= 0.01)}), "
               f"report dir {run.report_bytes / cells:,.0f} bytes per cell, wchar {run.wchar / cells:,.0f} bytes per cell",
@@ -73,10 +71,16 @@ def nightly() -> None:
     cells, repeat = (int(n) for n in NIGHTLY.split("x"))
     with project(cells) as root:
         run = run_pytest(root, cells, [f"--repeat={repeat}"], deadline=DEADLINE)
-    done = f"exit status {run.status} ({run.outcomes})" if run.status is not None else f"UNFINISHED at {DEADLINE:g} s"
-    report("(e) nightly memory", f"{cells} cells × {repeat} repeats ({cells * repeat} prompts) through pytest: {done}, wall "
+    report("(e) nightly memory", f"{cells} cells × {repeat} repeats ({cells * repeat} prompts) through pytest: {_ended(run)}, wall "
            f"{run.wall:.1f} s, CPU {run.cpu / (cells * repeat) * 1000:.2f} ms per prompt, report writing "
            f"{run.report_share:.1%} of wall, peak RSS {run.peak_rss_mb:.0f} MB", run.peak_rss_mb, RSS_GOAL_MB, " MB")
+
+
+def _ended(run) -> str:
+    """How a pytest run ended: its exit status and outcomes, or the deadline that stopped it."""
+    if run.status is None:
+        return f"UNFINISHED: ended at the {DEADLINE:g} s deadline"
+    return f"exit status {run.status} ({run.outcomes})"
 
 
 if __name__ == "__main__":

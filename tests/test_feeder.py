@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+import time
 
 from harness.run.cases import Case
 from harness.run.feeder import DEPTH, Feeder
@@ -59,8 +60,10 @@ def test_a_cell_a_test_waits_on_is_sent_at_once_and_not_again():
     taken = {}
     waiter = threading.Thread(target=lambda: taken.update(cell=feeder.take(case(7), "e")))
     waiter.start()
+    deadline = time.monotonic() + 5
     while ("c07", "e") not in engine.open:
-        pass
+        assert time.monotonic() < deadline, "the cell a test waits on was not sent"
+        time.sleep(0.001)
     engine.finish(("c07", "e"))
     waiter.join(timeout=5)
     assert taken["cell"] == "cell ('c07', 'e')"
