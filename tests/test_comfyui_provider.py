@@ -7,8 +7,10 @@ Every outcome a native ComfyUI can produce is driven for real: the reference end
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import functools
+import json
 import threading
 import time
 from pathlib import Path
@@ -150,6 +152,19 @@ async def test_a_prompt_comfyui_cannot_parse_is_server_error(reference_endpoint,
     assert record.classification.evidence.http_status == 500
 
 
+@contextlib.asynccontextmanager
+async def _serving(app: web.Application):
+    """``app`` served on a free loopback port; yields its URL."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    finally:
+        await runner.cleanup()
+
+
 @pytest.fixture
 async def not_comfyui():
     """A real HTTP server that is not ComfyUI: it answers /prompt with an HTML page."""
@@ -158,13 +173,8 @@ async def not_comfyui():
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", html)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+    async with _serving(app) as url:
+        yield url
 
 
 async def test_a_server_that_is_not_comfyui_is_protocol_error(not_comfyui, tmp_path):
@@ -187,3 +197,36 @@ def test_repro_uses_env_var_names_never_secrets(monkeypatch):
     assert '"Authorization: Bearer $COMFY_KEY"' in repro and "s3cret" not in repro
     assert repro.startswith("curl -sS -X POST http://127.0.0.1:8188/prompt")
     asyncio.run(provider.aclose())
+
+
+async def test_events_holding_nan_are_read(tmp_path):
+    """ComfyUI writes its events with Python's json, which spells a NaN float ``NaN`` (not JSON): a custom
+    node's progress value can be one. Such events are still read, so the cell knows what ran."""
+    sockets: list[web.WebSocketResponse] = []
+
+    async def ws(request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        sockets.append(socket)
+        async for _ in socket:
+            pass
+        return socket
+
+    async def prompt(request: web.Request) -> web.Response:
+        events = [("execution_start", {}), ("execution_cached", {"nodes": ["1"]}), ("executing", {"node": "2"}),
+                  ("executing", {"node": "3"}), ("executing", {"node": None})]
+        for kind, data in events:
+            await sockets[0].send_str(json.dumps({"type": kind, "data": {**data, "prompt_id": "p1", "value": float("nan")}}))
+        return web.json_response({"prompt_id": "p1", "number": 1, "node_errors": {}})
+
+    async def history(request: web.Request) -> web.Response:
+        return web.json_response({"p1": {"outputs": {}, "status": {"status_str": "success", "completed": True, "messages": []}}})
+
+    app = web.Application()
+    app.router.add_get("/ws", ws)
+    app.router.add_post("/prompt", prompt)
+    app.router.add_get("/history/{id}", history)
+    async with _serving(app) as url:
+        record = await run(url, SMOKE, tmp_path)
+    assert record.classification is None
+    assert (record.cached_nodes, record.executed_nodes) == (1, 2)

@@ -129,7 +129,7 @@ class ComfyUIProvider(BaseProvider):
             catalogue, self.catalogue_failure = None, exc.classification
         if catalogue is not None:
             return catalogue
-        return await super().catalogue()  # a configured object_info stands in for one the server keeps to itself  # a configured object_info stands in for one the server keeps to itself
+        return await super().catalogue()  # a configured object_info stands in for one the server keeps to itself
 
     async def provenance(self) -> dict | None:
         try:
