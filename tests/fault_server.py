@@ -34,6 +34,8 @@ from PIL import Image
 __all__ = ["EVIL_NAMES", "FAULTS", "FaultServer", "png_bytes"]
 
 TRICKLE_BYTES = 60
+HUGE_BYTES = 3 << 20
+"""What ``huge`` sends: past the 1 MB limits the fault suite gives its endpoints."""
 TRICKLE_EVERY_S = 0.25
 HANG_S = 20.0
 REDIRECT_PAUSE_S = 0.1
@@ -62,6 +64,8 @@ FAULTS: dict[str, Mapping[str, str]] = {
     "dead_worker": {"ws": "dead", "poll": "dead"},
     "trickle_intro": {"intro": "trickle"},
     "markup": {"submit": "markup", "intro": "markup"},
+    "huge_poll": {"poll": "huge"},
+    "huge_view": {"view": "huge"},
 }
 
 MARKUP = "<script>alert(1)</script> [click](http://127.0.0.1:9/x) | `tick` **bold**"
@@ -195,6 +199,8 @@ class _Faults:
         if action.isdigit():
             return web.Response(status=int(action), text="<html><body><h1>upstream failed</h1></body></html>",
                                 content_type="text/html", headers={"Retry-After": "7"} if action == "429" else None)
+        if action == "huge":
+            return await self._huge(request, declared=stage == "view")
         if action == "truncated":
             return web.Response(body=b'{"id": "abc", "sta', content_type="application/json")
         if action == "html":
@@ -222,6 +228,18 @@ class _Faults:
             await response.write(b" ")
             await asyncio.sleep(TRICKLE_EVERY_S)
         await response.write(b"{}")
+        return response
+
+    async def _huge(self, request: web.Request, *, declared: bool) -> web.StreamResponse:
+        """HUGE_BYTES at full speed: with its Content-Length (a view), or chunked with none (a poll)."""
+        if declared:
+            return web.Response(body=b"\x89PNG" + b"\0" * (HUGE_BYTES - 4), content_type="image/png")
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        await response.write(b'{"padding": "')
+        for _ in range(HUGE_BYTES >> 16):
+            await response.write(b"x" * (1 << 16))
+        await response.write(b'"}')
         return response
 
     async def _refuse(self, request: web.Request, tail: str, text: str) -> web.Response:

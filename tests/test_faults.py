@@ -36,7 +36,7 @@ from harness.providers.base import safe_name, transport_failures
 from harness.report.matrix import MatrixWriter
 from harness.run.cases import Case, OutputCheck
 from harness.run.cells import Cell
-from harness.run.endpoints import Endpoint, Timeouts
+from harness.run.endpoints import Endpoint, Limits, Timeouts
 from harness.run.engine import DEADLINE_GRACE_S, Engine, EngineThread, introduction_deadline
 from harness.run.outcomes import Outcome
 
@@ -44,6 +44,7 @@ DEADLINE = 2.0
 PROMISE = DEADLINE + 1.0
 """Every cell ends within its deadline + 1 s, whatever the endpoint does."""
 TIMEOUTS = Timeouts(connect=1.0, queue=1.5, execution=1.0)
+LIMITS = Limits(reply_mb=1, output_mb=1)
 """A queue budget under the 2 s deadline, so queue_timeout is reachable; not so short that a loaded machine's
 slow healthy reply would already be one."""
 CANARY_VAR = "FAULT_CANARY"
@@ -79,6 +80,9 @@ EXPECTED: dict[str, tuple[Outcome | None, ...]] = {
     "dead_worker": (O.EXECUTION_TIMEOUT, None, None, None),
     "trickle_intro": (O.PASSED, None, None, None),
     "markup": (O.INVALID_INPUT, O.SERVER_ERROR, O.SERVER_ERROR, O.SERVER_ERROR),
+    # Past the endpoint's limits (1 MB here): cut off, never read whole. Vast's sync reply has no download.
+    "huge_poll": (O.PROTOCOL_ERROR,) * 4,
+    "huge_view": (O.PROTOCOL_ERROR, O.PROTOCOL_ERROR, None, O.PROTOCOL_ERROR),
 }
 EXCERPTS = {"poll_truncated": '"sta', "poll_html": "nginx", "poll_list": "[1, 2, 3]", "image_string": ".png"}
 CELLS = [(fault, kind, want) for fault, wants in EXPECTED.items() for kind, want in zip(KINDS, wants, strict=True) if want]
@@ -89,13 +93,13 @@ def endpoint(server: FaultServer, fault: str, kind: str) -> Endpoint:
     url = server.url(fault)
     secret = f"${{{CANARY_VAR}}}"
     if kind == "comfyui":
-        return Endpoint(f"{fault}-{kind}", url, kind=kind, timeouts=TIMEOUTS,
+        return Endpoint(f"{fault}-{kind}", url, kind=kind, timeouts=TIMEOUTS, limits=LIMITS,
                         headers={"Authorization": f"Bearer {secret}", "X-Api-Key": secret})
     if kind == "runpod":
-        return Endpoint(f"{fault}-{kind}", url, kind=kind, timeouts=TIMEOUTS, headers={"Authorization": f"Bearer {secret}"})
+        return Endpoint(f"{fault}-{kind}", url, kind=kind, timeouts=TIMEOUTS, limits=LIMITS, headers={"Authorization": f"Bearer {secret}"})
     if kind == "vast":  # through the route service, which gets the key; the worker must not
-        return Endpoint(f"{fault}-{kind}", f"{url}/my-comfy", kind=kind, timeouts=TIMEOUTS, headers={"Authorization": f"Bearer {secret}"})
-    return Endpoint(f"{fault}-{kind}", url, kind=kind, timeouts=TIMEOUTS, headers={"Modal-Key": secret, "Modal-Secret": secret},
+        return Endpoint(f"{fault}-{kind}", f"{url}/my-comfy", kind=kind, timeouts=TIMEOUTS, limits=LIMITS, headers={"Authorization": f"Bearer {secret}"})
+    return Endpoint(f"{fault}-{kind}", url, kind=kind, timeouts=TIMEOUTS, limits=LIMITS, headers={"Modal-Key": secret, "Modal-Secret": secret},
                     request={"response": "urls", "images": "images"})
 
 
@@ -169,6 +173,12 @@ def cell_checks(run: FaultRun, fault: str, kind: str, want: Outcome) -> dict[str
     if fault in EXCERPTS:  # a short excerpt of the malformed reply
         message = ev.get("message", "")
         checks["excerpt"] = None if EXCERPTS[fault] in message and len(message) < 400 else message
+    if fault.startswith("huge_"):  # the limit that cut it off, named; no partial output left behind
+        setting = "limits.output_mb" if fault == "huge_view" and kind != "modal" else "limits.reply_mb"
+        outputs = run.run_dir / "cells" / f"smoke@{fault}-{kind}" / "outputs"
+        left = [p.name for p in outputs.iterdir()] if outputs.exists() else []
+        checks["limit"] = None if f"more than 1 MB, the most the harness reads ({setting}" in ev.get("message", "") and not left \
+            else f"{ev.get('message')}; left {left}"
     if fault == "dead_worker":
         checks["stopped"] = None if ev["message"].startswith("the endpoint stopped executing") else ev["message"]
     if fault == "evil_names":

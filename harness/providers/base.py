@@ -31,7 +31,8 @@ from PIL import Image, UnidentifiedImageError
 from harness.comfy.catalogue import Catalogue, load_catalogue
 from harness.errors import LocalResourceError
 from harness.run.classify import Classification, Evidence
-from harness.run.endpoints import Endpoint
+from harness.run.endpoints import Endpoint, Limits
+from harness.providers.capped import CappedTransport, ReplyTooLarge, capped
 from harness.run.outcomes import Outcome
 
 __all__ = [
@@ -230,9 +231,12 @@ def ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-def plain_client(timeout: float | httpx.Timeout = 60.0) -> httpx.AsyncClient:
-    """A client without any endpoint's credentials, for other hosts (a bucket, a CDN, another origin)."""
-    return httpx.AsyncClient(timeout=timeout, event_hooks=ANSWER_HOOKS, verify=ssl_context())
+def plain_client(limits: Limits, timeout: float | httpx.Timeout = 60.0, *, downloads: bool = False) -> httpx.AsyncClient:
+    """A client without any endpoint's credentials, for other hosts (a bucket, a CDN, another origin);
+    each reply bounded by the endpoint's ``limits``: ``output_mb`` for ``downloads``, else ``reply_mb``."""
+    limit, setting = (limits.output_bytes, "output_mb") if downloads else (limits.reply_bytes, "reply_mb")
+    return httpx.AsyncClient(timeout=timeout, event_hooks=ANSWER_HOOKS,
+                             transport=CappedTransport(limit, setting, verify=ssl_context()))
 
 
 _LOCAL_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ENOSPC}
@@ -300,6 +304,8 @@ def transport_failures(endpoint: Endpoint, doing: str) -> Iterator[None]:
         at = watch.phase if watch is not None else None
         raise TransportFailure(failure(_PHASE_OUTCOMES.get(at, Outcome.EXECUTION_TIMEOUT), f"no answer from {where()} in time",
                                        phase=at)) from exc
+    except ReplyTooLarge as exc:
+        raise TransportFailure(failure(Outcome.PROTOCOL_ERROR, f"the reply from {where()} is {exc}")) from exc
     except (httpx.RemoteProtocolError, httpx.DecodingError, aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError,
             aiohttp.ClientResponseError) as exc:
         raise TransportFailure(failure(Outcome.PROTOCOL_ERROR, f"malformed reply from {where()}: {exc}")) from exc
@@ -311,19 +317,25 @@ _HELD_BYTES = 8 << 20
 """A download up to this size is kept in memory as it is written, for inspect_image."""
 
 
-async def save_stream(target: Path, chunks: AsyncIterator[bytes]) -> bytes | None:
+async def save_stream(target: Path, chunks: AsyncIterator[bytes], limits: Limits, declared: int | None = None) -> bytes | None:
     """Write a download to ``target`` as it arrives, so a large output never sits in memory whole; its
-    bytes when there are few enough to keep (8 MB), for inspect_image, else None."""
+    bytes when there are few enough to keep (8 MB), for inspect_image, else None. Past ``limits.output_mb``
+    (at once when its Content-Length, ``declared``, says so) it stops: ReplyTooLarge, the file removed."""
     held: list[bytes] | None = []
     size = 0
     with target.open("wb") as fh:
-        async for chunk in chunks:
-            fh.write(chunk)
-            size += len(chunk)
-            if held is not None:
-                held.append(chunk)
-                if size > _HELD_BYTES:
-                    held = None
+        try:
+            async for chunk in capped(chunks, limits.output_bytes, "output_mb", declared):
+                fh.write(chunk)
+                size += len(chunk)
+                if held is not None:
+                    held.append(chunk)
+                    if size > _HELD_BYTES:
+                        held = None
+        except ReplyTooLarge:
+            fh.close()
+            target.unlink(missing_ok=True)
+            raise
     return None if held is None else b"".join(held)
 
 
@@ -355,14 +367,14 @@ class BaseProvider:
     @functools.cached_property
     def client(self) -> httpx.AsyncClient:
         """Made on first use: the native provider talks aiohttp and never needs one."""
+        # Few idle connections kept: httpcore checks every idle one on each request (~0.06 ms apiece).
+        limits = httpx.Limits(max_connections=max(self.endpoint.max_concurrency * 2, 4), max_keepalive_connections=8)
         return httpx.AsyncClient(
             base_url=self.endpoint.url,
             headers=self.endpoint.resolved_headers(),
             timeout=httpx.Timeout(30.0, connect=self.endpoint.timeouts.connect),
-            # Few idle connections kept: httpcore checks every idle one on each request (~0.06 ms apiece).
-            limits=httpx.Limits(max_connections=max(self.endpoint.max_concurrency * 2, 4), max_keepalive_connections=8),
             event_hooks=ANSWER_HOOKS,
-            verify=ssl_context(),
+            transport=CappedTransport(self.endpoint.limits.reply_bytes, verify=ssl_context(), limits=limits),
         )
 
     async def run(self, workflow: dict, *, deadline: float, outputs_dir: Path, images: Sequence[Path] = ()) -> RunRecord:
@@ -382,10 +394,11 @@ class BaseProvider:
         same_origin = urlsplit(source)[:2] == urlsplit(self.endpoint.url)[:2]
         try:
             async with httpx.AsyncClient(headers=self.endpoint.resolved_headers() if same_origin else {},
-                                         timeout=httpx.Timeout(60.0, connect=self.endpoint.timeouts.connect)) as client:
+                                         timeout=httpx.Timeout(60.0, connect=self.endpoint.timeouts.connect),
+                                         transport=CappedTransport(self.endpoint.limits.reply_bytes, verify=ssl_context())) as client:
                 response = await client.get(source)
             info = response.json() if response.status_code == 200 else None
-        except (httpx.HTTPError, ValueError):
+        except (httpx.HTTPError, ValueError, ReplyTooLarge):
             return None
         return Catalogue(info, source) if isinstance(info, dict) else None
 

@@ -48,6 +48,7 @@ from harness.providers.base import (
     transport_failures,
     with_retry_after,
 )
+from harness.providers.capped import capped
 from harness.providers.comfyui_events import EventHub, PromptEvents
 
 __all__ = ["ComfyUIProvider"]
@@ -89,7 +90,9 @@ class ComfyUIProvider(BaseProvider):
         options = {"timeout": aiohttp.ClientTimeout(total=timeout)} if timeout is not None else {}
         with transport_failures(self.endpoint, f"{method} {path}"):
             async with self._request(method, self.endpoint.url + path, **kwargs, **options) as response:
-                return _Reply(response.status, response.headers, await response.text(errors="replace"))
+                limit = self.endpoint.limits.reply_bytes
+                body = b"".join([chunk async for chunk in capped(response.content.iter_any(), limit, "reply_mb", response.content_length)])
+                return _Reply(response.status, response.headers, _decoded(body, response.charset))
 
     @contextlib.asynccontextmanager
     async def _request(self, method: str, url: str, **kwargs: Any) -> AsyncIterator[aiohttp.ClientResponse]:
@@ -326,7 +329,7 @@ class ComfyUIProvider(BaseProvider):
                     raise TransportFailure(refused)
                 if response.status != 200:
                     return OutputImage(filename, str(target), 0, params["type"], error=f"GET /view answered {response.status}")
-                data = await save_stream(target, response.content.iter_chunked(1 << 20))
+                data = await save_stream(target, response.content.iter_chunked(1 << 20), self.endpoint.limits, response.content_length)
         return inspect_image(target, filename, params["type"], data)
 
 
@@ -361,6 +364,15 @@ class _Reply:
 
     def json(self) -> Any:
         return json.loads(self.text)
+
+
+def _decoded(body: bytes, charset: str | None) -> str:
+    """A reply's text in the charset it declares, else UTF-8 (ComfyUI's, and JSON's); bytes that do not
+    decode are replaced, never fatal."""
+    try:
+        return body.decode(charset or "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know
+        return body.decode("utf-8", errors="replace")
 
 
 def _cache_use(entry: Any, events: PromptEvents) -> tuple[int | None, int | None]:

@@ -111,7 +111,7 @@ class ModalProvider(BaseProvider):
                     response = await self.client.get(location, timeout=self._timeout(deadline))
                 else:
                     # Modal's result URL is on the app's own host; anywhere else gets none of its credentials.
-                    async with plain_client() as plain:
+                    async with plain_client(self.endpoint.limits) as plain:
                         response = await plain.get(location, timeout=self._timeout(deadline))
                         await response.aread()
         return response
@@ -170,7 +170,7 @@ class ModalProvider(BaseProvider):
                 response = await self.client.get(url)
             else:
                 # Another host (a bucket, a CDN) gets no credentials of the app's.
-                async with plain_client() as plain:
+                async with plain_client(self.endpoint.limits) as plain:
                     response = await plain.get(url)
         refused = refusal(response.status_code, response.headers, f"GET image {index}")
         if refused is not None:

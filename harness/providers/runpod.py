@@ -233,13 +233,13 @@ class RunPodProvider(BaseProvider):
         elif kind == "s3_url" and isinstance(data, str):
             # A presigned URL: fetched without the endpoint's credentials, which are not S3's.
             with transport_failures(self.endpoint, f"GET {filename} from S3"):
-                async with plain_client() as plain, plain.stream("GET", data) as response:
+                async with plain_client(self.endpoint.limits, downloads=True) as plain, plain.stream("GET", data) as response:
                     refused = refusal(response.status_code, response.headers, f"GET {filename} from S3")
                     if refused is not None:
                         raise TransportFailure(refused)
                     if response.status_code != 200:
                         return OutputImage(filename, str(target), 0, error=f"GET s3_url answered {response.status_code}")
-                    held = await save_stream(target, response.aiter_bytes(1 << 20))
+                    held = await save_stream(target, response.aiter_bytes(1 << 20), self.endpoint.limits)
         else:
             return OutputImage(filename, str(target), 0, error=f"unknown image entry type {kind!r}")
         return inspect_image(target, filename, data=held)

@@ -98,7 +98,7 @@ class VastProvider(BaseProvider):
     def __init__(self, endpoint: Endpoint) -> None:
         super().__init__(endpoint)
         # The worker is another host: it gets no endpoint headers (they carry the route service's key).
-        self.worker_client = plain_client(self.client.timeout)
+        self.worker_client = plain_client(self.endpoint.limits, self.client.timeout)
         self.mapping = RequestMapping.from_spec(endpoint.request, OWN_WORKER) if endpoint.request is not None else None
         """An own PyWorker's request and reply (``request:``); None for the comfyui-json worker."""
 

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 from harness.errors import ConfigError, SecretMissing
 from harness.specfiles import load_checked
 
-__all__ = ["Endpoint", "Timeouts", "VerdictSpec", "check_all_secrets", "load_endpoints_file", "load_verdict_spec",
+__all__ = ["Endpoint", "Limits", "Timeouts", "VerdictSpec", "check_all_secrets", "load_endpoints_file", "load_verdict_spec",
            "parse_endpoint_option"]
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -35,6 +35,25 @@ class Timeouts:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """How much of what an endpoint sends is read: deadlines bound the time, these the bytes."""
+
+    reply_mb: float = 128.0
+    """One reply read whole: JSON (/history, /object_info, a serverless envelope with its outputs inline
+    as base64), an image fetched whole (Modal's)."""
+    output_mb: float = 4096.0
+    """One output saved as it downloads (/view, an S3 URL)."""
+
+    @property
+    def reply_bytes(self) -> int:
+        return int(self.reply_mb * (1 << 20))
+
+    @property
+    def output_bytes(self) -> int:
+        return int(self.output_mb * (1 << 20))
+
+
+@dataclass(frozen=True)
 class Endpoint:
     name: str
     url: str = field(repr=False)
@@ -45,6 +64,7 @@ class Endpoint:
     headers: Mapping[str, str] = field(default_factory=dict)
     """Header templates; ``${VAR}`` is read from the environment when a request is made."""
     timeouts: Timeouts = Timeouts()
+    limits: Limits = Limits()
     max_concurrency: int = 4
     flavour: str = "platform"
     """RunPod: ``platform`` (GET /status) or ``local``, the runpod SDK's dev API (POST /status).
@@ -134,7 +154,7 @@ def parse_endpoint_option(value: str, index: int) -> Endpoint:
 
 
 def load_endpoints_file(path: str | Path) -> list[Endpoint]:
-    """Read ``endpoints.yaml``: ``endpoints: {name: {kind, url, headers, timeouts, max_concurrency}}``."""
+    """Read ``endpoints.yaml``: ``endpoints: {name: {kind, url, headers, timeouts, limits, max_concurrency, ...}}``."""
     data = load_checked(path, "endpoints")
     return [
         Endpoint(
@@ -145,6 +165,7 @@ def load_endpoints_file(path: str | Path) -> list[Endpoint]:
             profile=spec.get("profile"),
             headers=spec.get("headers", {}),
             timeouts=Timeouts(**spec.get("timeouts", {})),
+            limits=Limits(**spec.get("limits", {})),
             max_concurrency=spec.get("max_concurrency", 4),
             flavour=spec.get("flavour", "platform"),
             request=spec.get("request"),
