@@ -173,6 +173,11 @@ class Engine:
         return catalogue
 
     async def close(self) -> None:
+        # An introduction still under way (a catalogue read past its endpoint's deadline) ends with the run.
+        pending = [f for f in (*self._introduced.values(), *(read for _, read in self._catalogue_reads.values())) if not f.done()]
+        for future in pending:
+            future.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         await asyncio.gather(*(p.aclose() for p in self.providers.values()))
 
     async def run_cell(self, case: Case, endpoint_name: str) -> Cell:
