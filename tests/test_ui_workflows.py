@@ -156,6 +156,34 @@ def test_a_serverless_endpoint_converts_with_its_configured_catalogue_or_says_it
     assert configured["conversion"]["comfyui_version"] == "0.33.0"
 
 
+def test_an_override_that_misses_the_converted_prompt_is_a_case_error_cell(project):
+    """A UI case's overrides apply to the prompt converted with each endpoint's catalogue, so one that names
+    no node is found only then: the cell says so (``case_error``, infra, nothing submitted) and is in
+    the matrix like any other, where the run's other cells go on; an override that hits is applied."""
+    from harness.reference.server import ReferenceServer
+
+    mine = project.mkdir("mine")
+    (mine / "sd15.json").write_text((ROOT / SD15_UI).read_text())
+    (mine / "cases.yaml").write_text(
+        "cases:\n"
+        "  - {id: misses, workflow: sd15.json, overrides: {inputs: [{node: '999', input: seed, value: 1}]}}\n"
+        "  - {id: hits, workflow: sd15.json, overrides: {steps: 3}}\n")
+    with ReferenceServer("stock") as stock:
+        result = project.runpytest_subprocess("-p", "no:cacheprovider", "-o", "comfy_cases=mine/cases.yaml",
+                                              "--endpoint", f"stock={stock.url}")
+    by = cells(matrix(project))
+    misses = by[("misses", "stock")]
+    assert (misses["outcome"], misses["disposition"], misses["ok"]) == ("case_error", "infra", False)
+    assert "override of 'seed': the workflow has no node '999'" in misses["evidence"]["message"]
+    assert "mine/cases.yaml: $.cases[0].overrides" in misses["evidence"]["message"]
+    assert not (project.path / "reports/latest/cells/misses@stock/request.json").exists()
+    assert by[("hits", "stock")]["outcome"] == "passed"
+    sent = json.loads((project.path / "reports/latest/cells/hits@stock/request.json").read_text())["prompt"]
+    assert [node["inputs"]["steps"] for node in sent.values() if "steps" in node["inputs"]] == [3]
+    result.stdout.fnmatch_lines(["*misses on stock: case_error (expected passed)*", "*2 cells: 1 case_error, 1 passed*"])
+    assert result.ret == 1
+
+
 def _convert(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "harness.cli", "convert", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
 

@@ -29,7 +29,7 @@ from harness.run.cells import Cell
 from harness.run.classify import Classification, missing_node
 from harness.run.endpoints import Endpoint
 from harness.run.events import CellFinished, EndpointIntroduced, EndpointListed, Event, Listener
-from harness.errors import ConfigError, HarnessError
+from harness.errors import ConfigError, HarnessError, WorkflowError
 from harness.report.fingerprint import fingerprint
 from harness.run.outcomes import NODE_ERROR_PRECEDENCE, Outcome
 from harness.run.preflight import preflight
@@ -272,6 +272,9 @@ class Engine:
             raise _Unconverted(dataclasses.replace(verdict, evidence=dataclasses.replace(verdict.evidence, message=message))) from exc
         except ConversionError as exc:
             raise _Unconverted(failure(Outcome.INVALID_GRAPH, f"the UI export cannot be converted: {exc}")) from exc
+        except WorkflowError as exc:  # the case file's mistake, found only once the export is converted: a cell all the same
+            raise _Unconverted(failure(Outcome.CASE_ERROR, f"{exc}, in the prompt converted from the UI export with "
+                                       f"{endpoint.name}'s catalogue: fix the case; nothing was submitted")) from exc
 
     def _unconverted(self, case: Case, endpoint_name: str, verdict: Classification, conversion: dict | None) -> Cell:
         """The cell of a UI export that cannot become a prompt here: decided offline, nothing submitted."""

@@ -49,6 +49,7 @@ class Outcome(str, enum.Enum):
     SERVER_ERROR = "server_error"
     PROTOCOL_ERROR = "protocol_error"
     NO_CATALOGUE = "no_catalogue"
+    CASE_ERROR = "case_error"
 
     @property
     def info(self) -> OutcomeInfo:
@@ -115,6 +116,10 @@ _INFO: dict[Outcome, OutcomeInfo] = {
         "endpoint serves no /object_info and none is configured, and the conversion follows its node definitions.",
         "Give the endpoint `object_info:` in endpoints.yaml (a saved /object_info of its image: a file or URL), "
         "or replay an API-format export.", _I, False),
+    Outcome.CASE_ERROR: OutcomeInfo(
+        "The case could not be applied to a UI-format workflow as converted for the endpoint: an override names "
+        "no node or input of the converted prompt (API-format cases are checked before anything runs).",
+        "Fix the case's overrides: node ids are the UI export's, inputs the names in the endpoint's /object_info.", _I, False),
 }
 
 NODE_ERROR_PRECEDENCE: tuple[Outcome, ...] = (
