@@ -9,6 +9,7 @@ reports only ever see ``RunRecord``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import dataclasses
@@ -19,7 +20,7 @@ import io
 import re
 import shlex
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -363,6 +364,16 @@ class BaseProvider:
         self.endpoint = endpoint
         self.catalogue_failure: Classification | None = None
         """Why ``catalogue()`` found none where the endpoint should serve one (unreachable, say)."""
+        self._abandoned: set[asyncio.Task] = set()
+        """Clean-ups of cancelled attempts still under way; ``aclose`` lets them finish first."""
+
+    def abandon(self, cleanup: Coroutine[Any, Any, None]) -> None:
+        """Run ``cleanup`` (interrupt, cancel: each bounded by CLEANUP_S) for an attempt that is being
+        cancelled (-x, Ctrl-C, the engine's deadline guard), without holding up the cancellation: a job
+        nobody waits for any more must not run on, or bill, on the endpoint."""
+        task = asyncio.ensure_future(cleanup)
+        self._abandoned.add(task)
+        task.add_done_callback(self._abandoned.discard)
 
     @functools.cached_property
     def client(self) -> httpx.AsyncClient:
@@ -427,7 +438,13 @@ class BaseProvider:
         # Header values keep "$VAR" for the shell to expand, so they are double-quoted, not shlex-quoted.
         return " ".join(f'"{p}"' if "$" in p else shlex.quote(p) for p in parts)
 
+    async def settle(self) -> None:
+        """Wait for the clean-ups of cancelled attempts (each bounded), before the connections close."""
+        if self._abandoned:
+            await asyncio.wait(self._abandoned, timeout=CLEANUP_S + 1.0)
+
     async def aclose(self) -> None:
+        await self.settle()
         if "client" in self.__dict__:  # made, so open
             await self.client.aclose()
 

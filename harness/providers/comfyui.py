@@ -177,6 +177,10 @@ class ComfyUIProvider(BaseProvider):
             return RunRecord(verdict, tuple(images), timings, prompt_id, cached_nodes=cached, executed_nodes=executed)
         except TransportFailure as exc:
             return RunRecord(exc.classification, timings=Timings(total=time.monotonic() - started))
+        except asyncio.CancelledError:
+            if prompt_id:  # off the queue if it waits there, interrupted if it runs
+                self.abandon(self._withdraw(prompt_id))
+            raise
         finally:
             hub.forget(prompt_id)
 
@@ -265,7 +269,12 @@ class ComfyUIProvider(BaseProvider):
                 await asyncio.sleep(min(interval, max(limit, 0)))
                 interval = min(interval * 2, _POLL_INTERVAL_MAX)
 
+    async def _withdraw(self, prompt_id: str) -> None:
+        await asyncio.gather(self._post_quietly("/queue", {"delete": [prompt_id]}),
+                             self._post_quietly("/interrupt", {"prompt_id": prompt_id}))
+
     async def aclose(self) -> None:
+        await self.settle()
         if self._hub is not None:
             await self._hub.aclose()
         if self._session is not None:

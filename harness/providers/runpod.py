@@ -112,6 +112,7 @@ class RunPodProvider(BaseProvider):
         started = time.monotonic()
         # /runsync holds the request while the job waits and runs: once sent, the job is the endpoint's.
         phase("queue" if self.endpoint.runsync else "submit")
+        job_id = ""
         try:
             answer = await self._submit(self.request_body(workflow, images), deadline)
             job_id = str(answer["id"])
@@ -130,6 +131,10 @@ class RunPodProvider(BaseProvider):
             return RunRecord(verdict, tuple(images), timings, job_id, extra={"runpod_status": body.get("status")})
         except TransportFailure as exc:
             return RunRecord(exc.classification, timings=Timings(total=time.monotonic() - started))
+        except asyncio.CancelledError:
+            if job_id and not self._local:  # the platform would run (and bill) it to the end otherwise
+                self.abandon(self._cancel(job_id))
+            raise
 
     async def _submit(self, body: dict, deadline: float) -> Mapping[str, Any]:
         """POST /run (or /runsync, which holds the request until the job ends or its wait is over)."""

@@ -34,7 +34,7 @@ from harness.report.fingerprint import fingerprint
 from harness.run.outcomes import NODE_ERROR_PRECEDENCE, Outcome
 from harness.run.preflight import preflight
 from harness.run.secrets import redact, remember, scrub
-from harness.providers.base import BaseProvider, OutputImage, RunRecord, Timings, failure, watching
+from harness.providers.base import CLEANUP_S, BaseProvider, OutputImage, RunRecord, Timings, failure, watching
 from harness.providers.comfyui import ComfyUIProvider
 from harness.providers.http import HTTPProvider
 from harness.providers.modal import ModalProvider
@@ -112,6 +112,8 @@ class Engine:
         """One read per catalogue document the run's endpoints share, by URL and credentials."""
         self._late: set[str] = set()
         """Endpoints whose introduction outlived its deadline."""
+        self._running: set[asyncio.Task] = set()
+        """The tasks of the cells under way."""
         self.repeat = repeat
         """Attempts per cell, unless a case sets its own."""
         self.cold_start = cold_start
@@ -173,6 +175,10 @@ class Engine:
         return catalogue
 
     async def close(self) -> None:
+        # Cells cancelled a moment ago (-x, Ctrl-C) first see their cancellation and hand their providers
+        # the clean-up of what they left on the endpoints, which aclose then waits for.
+        if self._running:
+            await asyncio.wait(self._running, timeout=CLEANUP_S + 1.0)
         # An introduction still under way (a catalogue read past its endpoint's deadline) ends with the run.
         pending = [f for f in (*self._introduced.values(), *(read for _, read in self._catalogue_reads.values())) if not f.done()]
         for future in pending:
@@ -182,6 +188,14 @@ class Engine:
 
     async def run_cell(self, case: Case, endpoint_name: str) -> Cell:
         """Run the case's attempts on the endpoint (concurrently, within its limit) and record the cell."""
+        task = asyncio.current_task()
+        self._running.add(task)
+        try:
+            return await self._run_cell(case, endpoint_name)
+        finally:
+            self._running.discard(task)
+
+    async def _run_cell(self, case: Case, endpoint_name: str) -> Cell:
         endpoint = self.endpoints[endpoint_name]
         provider = self.providers[endpoint_name]
         if endpoint_name in self._introduced:  # shielded: one cell's cancellation must not cancel its endpoint's
