@@ -128,14 +128,66 @@ def test_ui_only_nodes_are_resolved_away(frontend):
     assert prompt_of(ui, frontend) == {"1": LOADED, "2": sampled()}
 
 
-def test_get_node_reads_the_set_node_of_its_name():
-    ui = workflow([loader(links_clip=[1]), node(3, "SetNode", inputs=[("CLIP", "CLIP", 1)], outputs=[("*", ())],
-                                                 values=["clip"]),
-                   node(4, "GetNode", outputs=[("CLIP", [2])], values=["clip"]),
-                   node(5, "Text", inputs=[("clip", "CLIP", 2)], outputs=[("CONDITIONING", ())], values=["hello"])],
-                  [(1, 1, 1, 3, 0, "CLIP"), (2, 4, 0, 5, 0, "CLIP")])
-    assert prompt_of(ui)["5"] == {"inputs": {"text": "hello", "clip": ["1", 1]}, "class_type": "Text",
-                                  "_meta": {"title": "Text Encode"}}
+def _with_pack(module: str, class_type: str) -> Catalogue:
+    """CATALOGUE on a server that also has the pack installed as ``custom_nodes/<module>``."""
+    return Catalogue({**CATALOGUE.object_info, class_type: {"input": {"required": {}}, "output": [], "python_module": f"custom_nodes.{module}"}})
+
+
+def _set_get_workflow() -> dict:
+    return workflow([loader(links_clip=[1]), node(3, "SetNode", inputs=[("CLIP", "CLIP", 1)], outputs=[("*", ())],
+                                                   values=["clip"], title="Set_clip"),
+                     node(4, "GetNode", outputs=[("CLIP", [2])], values=["clip"]),
+                     node(5, "Text", inputs=[("clip", "CLIP", 2)], outputs=[("CONDITIONING", ())], values=["hello"])],
+                    [(1, 1, 1, 3, 0, "CLIP"), (2, 4, 0, 5, 0, "CLIP")])
+
+
+def test_get_node_reads_the_set_node_of_its_name_where_the_server_has_kjnodes():
+    prompt = convert(_set_get_workflow(), _with_pack("ComfyUI-KJNodes", "ImageResizeKJ"), frontend="1.49.6")
+    assert prompt["5"] == {"inputs": {"text": "hello", "clip": ["1", 1]}, "class_type": "Text", "_meta": {"title": "Text Encode"}}
+    assert "3" not in prompt and "4" not in prompt
+
+
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_without_kjnodes_set_and_get_nodes_are_unknown_nodes(frontend):
+    """Their web extension is KJNodes': without it the frontend sends them as nodes it does not know (no
+    class_type; saved values as UNKNOWN, UNKNOWN_1... in 1.49.6, all as UNKNOWN in 1.27.10; the title
+    only if the file has one), as the corpus's frontends did; strict, they are missing classes."""
+    with pytest.raises(MissingClasses) as missing:
+        prompt_of(_set_get_workflow(), frontend)
+    assert {(n.node_id, n.class_type) for n in missing.value.nodes} == {("3", "SetNode"), ("4", "GetNode")}
+    loose = prompt_of(_set_get_workflow(), frontend, strict=False)
+    assert loose["3"] == {"inputs": {"UNKNOWN": "clip", "CLIP": ["1", 1]}, "_meta": {"title": "Set_clip"}}
+    assert loose["4"] == {"inputs": {"UNKNOWN": "clip"}, "_meta": {}}
+    assert loose["5"]["inputs"]["clip"] == ["4", 0]
+
+
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_an_unknown_nodes_values_go_as_unknown_and_non_scalars_as_json_text(frontend):
+    ui = workflow([node(6, "Mystery", values=[1.0, "a\nb", None, [False, True], {"k": 2.5}])])
+    names = ["UNKNOWN"] * 5 if frontend == "1.27.10" else ["UNKNOWN", "UNKNOWN_1", "UNKNOWN_2", "UNKNOWN_3", "UNKNOWN_4"]
+    sent = [1.0, "a\nb", "null", "[false,true]", '{"k":2.5}']
+    assert prompt_of(ui, frontend, strict=False)["6"]["inputs"] == dict(zip(names, sent))
+
+
+RGTHREE_VIRTUAL = ("Label (rgthree)", "Bookmark (rgthree)", "Fast Groups Muter (rgthree)", "Fast Groups Bypasser (rgthree)",
+                   "Fast Muter (rgthree)", "Fast Bypasser (rgthree)", "Mute / Bypass Relay (rgthree)",
+                   "Mute / Bypass Repeater (rgthree)", "Node Collector (rgthree)", "Fast Actions Button (rgthree)",
+                   "Random Unmuter (rgthree)")
+
+
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_rgthree_frontend_nodes_are_virtual_where_the_server_has_rgthree(frontend):
+    """rgthree-comfy's RgthreeBaseVirtualNode subclasses (muters, bypassers, relays, labels, its Reroute)
+    are never sent where its web extension is loaded; its Reroute passes its input on. Elsewhere they
+    are nodes the frontend does not know."""
+    helpers = [node(10 + i, t, inputs=[("", "*", None)], values=[]) for i, t in enumerate(RGTHREE_VIRTUAL)]
+    ui = workflow([loader(links_model=[1]), node(3, "Reroute (rgthree)", inputs=[("", "*", 1)], outputs=[("*", [2])]),
+                   sampler(model_link=2), *helpers],
+                  [(1, 1, 0, 3, 0, "MODEL"), (2, 3, 0, 2, 0, "MODEL")])
+    assert convert(ui, _with_pack("rgthree-comfy", "Seed (rgthree)"), frontend=frontend) == {"1": LOADED, "2": sampled()}
+    with pytest.raises(MissingClasses) as missing:
+        prompt_of(ui, frontend)
+    assert {n.class_type for n in missing.value.nodes} == {"Reroute (rgthree)", *RGTHREE_VIRTUAL}
 
 
 def test_a_muted_node_is_dropped_with_its_links_and_the_frontends_differ_on_widget_inputs():

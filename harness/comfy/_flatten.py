@@ -2,8 +2,8 @@
 
 As ``ExecutableNodeDTO`` does, every node gets an execution id (``instance:inner`` inside subgraphs),
 and each linked input is followed through bypassed nodes (by type), muted nodes, virtual nodes
-(Reroute, KJNodes' SetNode/GetNode) and subgraph boundaries to the node that really produces it,
-or to a widget value.
+(Reroute, and packs' frontend-only nodes where the server has the pack) and subgraph boundaries to
+the node that really produces it, or to a widget value.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from harness.comfy._nodes import BYPASSED, MUTED, UI_ONLY, UNSET, Graph, Node
+from harness.comfy._nodes import BYPASSED, MUTED, UNSET, Graph, Node
+from harness.comfy._serialize import js_json
 
 __all__ = ["Flattener", "all_nodes", "describe", "emit"]
 
@@ -128,7 +129,7 @@ class Flattener:
             return None if index < 0 else self.resolve_input(dto, index, visited)
         if node.kind == "subgraph":
             return self.subgraph_output(dto, slot, want, visited)
-        if node.kind in UI_ONLY:
+        if node.virtual:
             return self.virtual_output(dto, slot, want, visited)
         return ("link", dto.id, slot)
 
@@ -271,7 +272,7 @@ def emit(flat: Flattener, serialize) -> dict:
     output: dict[str, dict] = {}
     for dto in flat.dtos.values():
         node = dto.node
-        if node.kind in UI_ONLY or node.kind == "subgraph" or node.mode in (MUTED, BYPASSED):
+        if node.virtual or node.kind == "subgraph" or node.mode in (MUTED, BYPASSED):
             continue
         try:
             output[dto.id] = _record(flat, dto, serialize)
@@ -326,6 +327,13 @@ def _record(flat: Flattener, dto: Dto, serialize) -> dict:
                 if widget.curve and isinstance(value, dict) and "__value__" in value:
                     value = {"__type__": "CURVE", **value}
                 inputs[widget.name] = value
+    if node.kind == "missing":
+        # The frontend knows no widget of it: the saved values go as UNKNOWN, UNKNOWN_1, ... (1.49.6), or
+        # all as UNKNOWN, the last one staying (1.27.10).
+        # A value that is no string, number or boolean goes as its JSON text.
+        for index, value in enumerate(node.values):
+            sent = value if isinstance(value, (str, int, float)) else js_json(value)
+            inputs["UNKNOWN" if index == 0 or flat.frontend == "1.27.10" else f"UNKNOWN_{index}"] = sent
     for index, entry in enumerate(node.inputs):
         if overrides and entry[3] is not None and (node.sid, entry[3]) in overrides:
             continue
@@ -340,5 +348,5 @@ def _record(flat: Flattener, dto: Dto, serialize) -> dict:
     record: dict[str, Any] = {"inputs": inputs}
     if node.class_type is not None:
         record["class_type"] = node.class_type
-    record["_meta"] = {"title": node.title}
+    record["_meta"] = {} if node.title is None and node.kind == "missing" else {"title": node.title}
     return record

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from harness.comfy._nodes import UI_ONLY, UNSET, Graph, Node
+from harness.comfy._nodes import UNSET, Graph, Node
 from harness.comfy._subgraphs import promote, renumber
 from harness.comfy._widgets import Widget, layout, option_widgets
 
@@ -21,8 +21,10 @@ class Builder:
     """Loads a UI workflow into Graphs against one catalogue and frontend version."""
 
     def __init__(self, ui: Mapping[str, Any], object_info: Mapping[str, Any], frontend: str,
-                 layouts: dict) -> None:
+                 layouts: dict, virtual: frozenset[str]) -> None:
         self.object_info = object_info
+        self.virtual = virtual
+        """The node types this frontend keeps to itself (``_nodes.virtual_types``)."""
         self.frontend = frontend
         self.layouts = layouts
         self.definitions = {sg.get("id"): sg for sg in ((ui.get("definitions") or {}).get("subgraphs") or ())
@@ -87,8 +89,9 @@ class Builder:
             node.outputs = outputs
             promote(node, data.get("widgets_values"), self.frontend, self.remaps.get(sub.id) or {})
             return node
-        if t in UI_ONLY or t not in self.object_info:
-            node.kind = t if t in UI_ONLY else "missing"
+        if t in self.virtual or t not in self.object_info:
+            node.virtual = t in self.virtual
+            node.kind = t if node.virtual else "missing"
             node.inputs = [_saved_input(i) for i in file_inputs]
             values = data.get("widgets_values")
             node.values = list(values) if isinstance(values, list) else []

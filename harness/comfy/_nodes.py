@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["BYPASSED", "MUTED", "NO_WIDGET", "UI_ONLY", "UNSET", "Graph", "Node", "link_of"]
+__all__ = ["BYPASSED", "MUTED", "NO_WIDGET", "UNSET", "Graph", "Node", "link_of", "virtual_types"]
 
 
 class _Unset:
@@ -26,13 +26,32 @@ MUTED, BYPASSED = 2, 4
 
 
 # Nodes that only exist in the frontend (isVirtualNode): never sent, resolved away.
-UI_ONLY = frozenset({"PrimitiveNode", "Reroute", "Note", "MarkdownNote", "SetNode", "GetNode"})
+_CORE_VIRTUAL = frozenset({"PrimitiveNode", "Reroute", "Note", "MarkdownNote"})
+_PACK_VIRTUAL = {
+    # ComfyUI-KJNodes, web/js/setgetnodes.js.
+    "kjnodes": frozenset({"SetNode", "GetNode"}),
+    # rgthree-comfy, src_web/comfyui: every RgthreeBaseVirtualNode (its muters, bypassers, relays, labels...).
+    "rgthree": frozenset(f"{name} (rgthree)" for name in (
+        "Reroute", "Label", "Bookmark", "Fast Muter", "Fast Bypasser", "Fast Groups Muter", "Fast Groups Bypasser",
+        "Fast Actions Button", "Node Collector", "Mute / Bypass Relay", "Mute / Bypass Repeater", "Random Unmuter",
+        "Power Conductor")),
+}
+"""Packs' JS-only nodes, by a word of the pack's module name. They are virtual only where the server has
+the pack, whose web extension registers them; elsewhere the frontend does not know them and sends them
+without a class_type (as the corpus shows for SetNode/GetNode on servers without KJNodes), which
+ComfyUI refuses."""
+
+
+def virtual_types(python_modules: frozenset[str]) -> frozenset[str]:
+    """The virtual node types of a frontend served by a ComfyUI whose classes come from ``python_modules``."""
+    return _CORE_VIRTUAL.union(*(types for word, types in _PACK_VIRTUAL.items()
+                                 if any(word in module for module in python_modules)))
 
 
 class Node:
     """One node of a graph or subgraph definition, with its widgets' values."""
 
-    __slots__ = ("id", "sid", "type", "mode", "title", "kind", "inputs", "outputs", "widgets", "values",
+    __slots__ = ("id", "sid", "type", "mode", "title", "kind", "virtual", "inputs", "outputs", "widgets", "values",
                  "properties", "graph", "subgraph", "data", "class_type", "overrides")
 
     def __init__(self, data: Mapping[str, Any], graph: Graph) -> None:
@@ -45,6 +64,8 @@ class Node:
         self.title = data.get("title")
         self.properties = data.get("properties") or {}
         self.kind = "comfy"
+        self.virtual = False
+        """Frontend-only (isVirtualNode): resolved away, never sent; ``kind`` is then its type."""
         self.class_type: str | None = None
         self.inputs: list[list] = []
         """``[name, type, link_id, widget_name]`` per input socket, in the frontend's order."""

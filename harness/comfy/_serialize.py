@@ -8,6 +8,7 @@ Text with ``dynamicPrompts`` loses its comments and has each ``{a|b|c}`` replace
 from __future__ import annotations
 
 import datetime
+import json
 import math
 import re
 from collections.abc import Callable, Iterable
@@ -50,6 +51,19 @@ def js_string(value: Any) -> str:
     if isinstance(value, dict):
         return "[object Object]"
     return str(value)
+
+
+def js_json(value: Any) -> str:
+    """``JSON.stringify(value)``: compact, integral floats without ``.0``, NaN and infinities as null."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, float):
+            return None if math.isnan(v) or math.isinf(v) else int(v) if v.is_integer() and abs(v) < 1e21 else v
+        if isinstance(v, list):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {str(k): plain(x) for k, x in v.items()}
+        return v
+    return json.dumps(plain(value), separators=(",", ":"), ensure_ascii=False)
 
 
 def dynamic_prompt(text: str, choose: Callable[[list[str]], str]) -> str:

@@ -108,6 +108,13 @@ class Catalogue(Mapping[str, NodeClass]):
     def __len__(self) -> int:
         return len(self.object_info)
 
+    @functools.cached_property
+    def python_modules(self) -> frozenset[str]:
+        """The modules its classes come from, lowercased (``nodes``, ``custom_nodes.rgthree-comfy``...):
+        which packs the server has, their web extensions included."""
+        return frozenset(str(info.get("python_module", "")).lower() for info in self.object_info.values()
+                         if isinstance(info, Mapping))
+
     def without(self, *class_types: str) -> Catalogue:
         """A copy lacking the given classes (a pack uninstalled, a class removed upstream)."""
         kept = {k: v for k, v in self.object_info.items() if k not in class_types}

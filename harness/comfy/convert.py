@@ -26,7 +26,7 @@ from typing import Any
 from harness.comfy._groupnodes import expand_group_nodes
 from harness.comfy._flatten import Flattener, all_nodes, emit
 from harness.comfy._load import Builder
-from harness.comfy._nodes import BYPASSED, MUTED, UNSET
+from harness.comfy._nodes import BYPASSED, MUTED, UNSET, virtual_types
 from harness.comfy._serialize import SAVE_NODES, dynamic_prompt, js_string, text_replacements
 from harness.comfy.catalogue import Catalogue
 from harness.errors import WorkflowError
@@ -90,8 +90,8 @@ def convert(ui: Mapping, catalogue: Catalogue, *, frontend: str = "1.49.6", stri
     catalogue is ``catalogue``: ``(await app.graphToPrompt()).output`` after ``app.loadGraphData(ui)``.
 
     Raises ``MissingClasses`` when nodes that would be sent have classes the catalogue lacks (with
-    ``strict=False`` they are sent as the frontend sends them: without a ``class_type``, their links
-    only), ``ConversionError`` when the graph cannot be resolved (a link to nowhere, a loop through
+    ``strict=False`` they are sent as the frontend sends them: without a ``class_type``, their saved
+    values as ``UNKNOWN``..., then their links), ``ConversionError`` when the graph cannot be resolved (a link to nowhere, a loop through
     virtual nodes), and ``ValueError`` for an unknown ``frontend``. ``choose`` picks one option of a
     dynamic prompt's ``{a|b}`` (the frontend picks at random; default ``random.choice``).
     """
@@ -102,7 +102,8 @@ def convert(ui: Mapping, catalogue: Catalogue, *, frontend: str = "1.49.6", stri
     object_info = catalogue.object_info
     layouts = _layouts(catalogue, frontend)
     try:
-        builder = Builder(expand_group_nodes(ui, object_info, frontend), object_info, frontend, layouts)
+        builder = Builder(expand_group_nodes(ui, object_info, frontend), object_info, frontend, layouts,
+                          virtual_types(catalogue.python_modules))
         flat = Flattener(builder.root, frontend)
         if strict:
             missing = tuple(MissingNode(dto.id, dto.node.type, dto.node.data.get("title"), dict(dto.node.properties))

@@ -208,7 +208,8 @@ class PackIndex:
         return dataclasses.replace(self.pack(known), registry=cnr_id or self._registry.get(known), version=version)
 
     def _attribute(self, class_type: str) -> Attribution:
-        claims = self._claims.get(class_type, [])
+        # A pinned class the map does not list (a pack's frontend-only node) is the pinning pack's alone.
+        claims = self._claims.get(class_type) or ([self._pinned[class_type]] if class_type in self._pinned else [])
         if not claims:
             matches = [url for pattern, url in self._compiled if pattern.search(class_type)]
             return Attribution(class_type, tuple(self.pack(u) for u in matches), Source.PATTERN if matches else None)
