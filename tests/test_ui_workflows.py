@@ -184,6 +184,28 @@ def test_an_override_that_misses_the_converted_prompt_is_a_case_error_cell(proje
     assert result.ret == 1
 
 
+def test_a_dynamic_prompt_is_picked_once_per_case_for_every_endpoint():
+    """``{a|b}`` in a prompt: the frontend picks at random on each queue; a case picks the same way on
+    every endpoint, frontend and night (by its id), so its cells compare; another case may pick another."""
+    from harness.comfy.catalogue import load_catalogue
+    from harness.run.cases import Case
+
+    ui = load_json(SD15_UI)
+    [text_node] = [n for n in ui["nodes"] if n["type"] == "CLIPTextEncode" and "beautiful" in n["widgets_values"][0]]
+    options = ["red", "green", "blue", "black", "white"]
+    text_node["widgets_values"][0] = "a {red|green|blue|black|white} fox"
+    catalogue = load_catalogue(ROOT / "fixtures/object_info/stock.json")
+
+    def texts(case_id: str) -> set[str]:
+        case = Case(id=case_id, workflow=ui, workflow_path=ROOT / SD15_UI)
+        return {case.prompt_for(catalogue, frontend)[str(text_node["id"])]["inputs"]["text"]
+                for frontend in ("1.27.10", "1.49.6") for _ in range(3)}
+
+    [picked] = texts("fox")
+    assert picked in {f"a {colour} fox" for colour in options}
+    assert len({next(iter(texts(f"fox-{i}"))) for i in range(20)}) > 1
+
+
 def _convert(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "harness.cli", "convert", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
 

@@ -9,6 +9,7 @@ the frontend maps widget values by the node definitions the endpoint serves.
 from __future__ import annotations
 
 import datetime as dt
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +68,10 @@ class Case:
         """
         if not self.is_ui:
             return self.workflow
-        return _overridden(convert(self.workflow, catalogue, frontend=frontend), self.overrides, f"{self.source}.overrides")
+        # The frontend picks a dynamic prompt's {a|b} at random on every queue; here the pick is the
+        # case's own, so every endpoint (and every night) is sent the same text and cells compare.
+        prompt = convert(self.workflow, catalogue, frontend=frontend, choose=random.Random(self.id).choice)
+        return _overridden(prompt, self.overrides, f"{self.source}.overrides")
 
     def __repr__(self) -> str:
         # Short: it is the test parameter pytest and Allure print (and Allure's history id hashes), and
