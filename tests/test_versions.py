@@ -175,6 +175,11 @@ def _execution_error(entry: dict) -> dict | str:
     ("v3_dynamiccombo_missing_selector", "history_v3_dynamiccombo_missing_selector"),
     ("v3_autogrow_gap", "history_v3_autogrow_gap"),
     ("prompt_j_exec_error_accepted", "history_j_exec_error"),  # ImageBatch pads a 3-channel image now
+    # MatchType: validation passes any type in, and its output into any input; the nodes' code raises.
+    ("v3_matchtype_disallowed_type", "history_v3_matchtype_disallowed_type"),
+    ("v3_matchtype_output_into_wrong_input", "history_v3_matchtype_output_into_wrong_input"),
+    ("v3_matchtype_mismatched_switch", "history_v3_matchtype_mismatched_switch"),
+    ("v3_matchtype_valid_switch", "history_v3_matchtype_valid_switch"),
 ])
 def test_the_reference_runs_what_0_33_0_accepts_as_0_33_0_does(post, history, reference_endpoint):
     from conftest import load_json, wait_history

@@ -58,6 +58,8 @@ class NodeClass:
     v3: bool = False
     """A V3 (``comfy_api``) node: its ``/object_info`` entry has ``price_badge`` (0.33.0's
     ``GET_NODE_INFO_V1`` always writes it, a V1 ``node_info`` never)."""
+    output_matchtypes: tuple = ()
+    """Per output, the MatchType template it takes its type from (``None`` for a typed output)."""
 
     @classmethod
     def from_info(cls, name: str, info: Mapping[str, Any]) -> NodeClass:
@@ -79,6 +81,7 @@ class NodeClass:
             python_module=info.get("python_module", ""),
             display_name=info.get("display_name", name),
             v3="price_badge" in info,
+            output_matchtypes=tuple(info.get("output_matchtypes") or ()),
         )
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from harness.comfy.catalogue import NodeClass
-from harness.comfy.dynamic import AUTOGROW, DYNAMIC_COMBO, node_inputs
+from harness.comfy.dynamic import AUTOGROW, DYNAMIC_COMBO, MATCH_TYPE, node_inputs
 from harness.comfy.validator import Flavour
 from harness.reference.failures import RUN_FRAMES_0_33_0, V3_CALL_FRAMES, NodeFailure, frame
 from harness.reference.png import write_flat_png
@@ -101,10 +101,26 @@ Result = tuple[tuple, dict | None]
 def _passthrough(call: NodeCall) -> Result:
     source = call.first_pixels() or Pixels("IMAGE", 1, 512, 512)
     outputs = tuple(
-        source.as_kind(t) if t in _IMAGE_KINDS else Handle(str(t), call.node_id)
-        for t in call.node.outputs
+        source.as_kind(t) if t in _IMAGE_KINDS else _matched(call, slot) if t == MATCH_TYPE else Handle(str(t), call.node_id)
+        for slot, t in enumerate(call.node.outputs)
     )
     return outputs, None
+
+
+def _matched(call: NodeCall, slot: int, name: str | None = None) -> Any:
+    """A MatchType output: the value of the input of its template (``name``, or the first one linked),
+    whatever its type: a V3 MatchType passes the type through."""
+    template = call.node.output_matchtypes[slot] if slot < len(call.node.output_matchtypes) else None
+    for input_name, spec in call.node.inputs.items():
+        if (spec.type == MATCH_TYPE and (spec.extra.get("template") or {}).get("template_id") == template
+                and (name is None or input_name == name) and call.inputs.get(input_name) is not None):
+            return call.inputs[input_name]
+    return Handle(MATCH_TYPE, call.node_id)
+
+
+def _switch(call: NodeCall) -> Result:
+    """ComfySwitchNode (0.33.0 comfy_extras/nodes_logic.py): on_true or on_false, by ``switch``."""
+    return (_matched(call, 0, "on_true" if call.inputs.get("switch") else "on_false"),), None
 
 
 def _rgb(color: int) -> tuple[int, int, int]:
@@ -269,7 +285,37 @@ _BEHAVIOURS: dict[str, Callable[[NodeCall], Result]] = {
     "LoadImage": _load_image,
     "SaveImage": _image_saver("output", 4, str),
     "PreviewImage": _image_saver("temp", 1, _preview_suffix),
+    "ComfySwitchNode": _switch,
 }
+
+_KIND_ERRORS: dict[tuple[str, str], tuple[frozenset[str], str, tuple[str, ...]]] = {
+    # ResizeImageMaskNode's input is MatchType IMAGE,MASK, which validation never checks: a LATENT (a
+    # dict) gets as far as is_image (history_v3_matchtype_disallowed_type, resize_type "scale by
+    # multiplier": the one path recorded, so the one modelled).
+    ("ResizeImageMaskNode", "input"): (frozenset({"LATENT"}), "'dict' object has no attribute 'shape'", (
+        *V3_CALL_FRAMES,
+        frame("/opt/ComfyUI/comfy_extras/nodes_post_processing.py", 495, "execute",
+              'return io.NodeOutput(scale_by(input, resize_type["multiplier"], scale_method))', " " * 25 + "^" * 56),
+        frame("/opt/ComfyUI/comfy_extras/nodes_post_processing.py", 287, "scale_by", "is_type_image = is_image(input)",
+              " " * 20 + "^" * 15),
+        frame("/opt/ComfyUI/comfy_extras/nodes_post_processing.py", 270, "is_image", "return len(input.shape) == 4",
+              " " * 15 + "^" * 11))),
+    # A MatchType output is linked into any input: an IMAGE or MASK (a tensor) into LatentUpscaleBy's
+    # samples (history_v3_matchtype_output_into_wrong_input).
+    ("LatentUpscaleBy", "samples"): (frozenset({"IMAGE", "MASK"}), "'Tensor' object has no attribute 'copy'", (
+        frame("/opt/ComfyUI/nodes.py", 1383, "upscale", "s = samples.copy()", " " * 8 + "^" * 12),)),
+}
+"""What a node's own code raises on 0.33.0 for a value of a kind it cannot take, by class and input,
+where MatchType let it through validation; recorded cases only."""
+
+
+def _kind_error(call: NodeCall) -> None:
+    for (class_type, name), (kinds, message, frames) in _KIND_ERRORS.items():
+        value = call.inputs.get(name)
+        if class_type == call.node.name and isinstance(value, Pixels) and value.kind in kinds:
+            if class_type == "ResizeImageMaskNode" and call.inputs.get("resize_type") != "scale by multiplier":
+                continue
+            raise NodeFailure("AttributeError", message, frames, RUN_FRAMES_0_33_0)
 
 
 def _v3_call(call: NodeCall) -> None:
@@ -294,6 +340,8 @@ def _v3_call(call: NodeCall) -> None:
 
 def run_node(call: NodeCall) -> Result:
     """Compute a node's outputs and UI; raises NodeFailure where the real node would raise."""
-    if call.flavour is Flavour.V0_33_0 and call.node.v3:
-        _v3_call(call)
+    if call.flavour is Flavour.V0_33_0:
+        if call.node.v3:
+            _v3_call(call)
+        _kind_error(call)
     return _BEHAVIOURS.get(call.node.name, _passthrough)(call)
