@@ -168,25 +168,34 @@ def _execution_error(entry: dict) -> dict | str:
     return entry["status"]["status_str"]
 
 
-# What 0.33.0 accepts and then runs differently: recorded POST and its /history.
-@pytest.mark.parametrize("post, history", [
-    ("v3_autogrow_beyond_max", "history_v3_autogrow_beyond_max"),
-    ("v3_dynamiccombo_invalid_key", "history_v3_dynamiccombo_invalid_key"),
-    ("v3_dynamiccombo_missing_selector", "history_v3_dynamiccombo_missing_selector"),
-    ("v3_autogrow_gap", "history_v3_autogrow_gap"),
-    ("prompt_j_exec_error_accepted", "history_j_exec_error"),  # ImageBatch pads a 3-channel image now
-    # MatchType: validation passes any type in, and its output into any input; the nodes' code raises.
-    ("v3_matchtype_disallowed_type", "history_v3_matchtype_disallowed_type"),
-    ("v3_matchtype_output_into_wrong_input", "history_v3_matchtype_output_into_wrong_input"),
-    ("v3_matchtype_mismatched_switch", "history_v3_matchtype_mismatched_switch"),
-    ("v3_matchtype_valid_switch", "history_v3_matchtype_valid_switch"),
-])
-def test_the_reference_runs_what_0_33_0_accepts_as_0_33_0_does(post, history, reference_endpoint):
+_NOT_REPLAYED = {
+    "v3_remote_combo_loadimageoutput_valid": "names an output the recording server kept from its earlier runs",
+    "v3_undeclared_link_to_missing_node": "killed the recording server's prompt worker: it has no history",
+}
+
+
+def _recorded_runs() -> list[tuple[str, str, str]]:
+    """(profile, POST capture, its /history capture): the pairs named alike, ``v3_x`` and ``history_v3_x``,
+    with the j-series pair named otherwise (ImageBatch pads a 3-channel image on 0.33.0)."""
+    pairs = [("stock", "prompt_j_exec_error_accepted", "history_j_exec_error")]
+    for profile in ("stock", "custom"):
+        folder = ROOT / "fixtures/captures/0.33.0" / profile
+        for history in sorted(folder.glob("history_v3_*.json")):
+            post = history.stem.removeprefix("history_")
+            if post not in _NOT_REPLAYED and (folder / f"{post}.json").is_file():
+                pairs.append((profile, post, history.stem))
+    return pairs
+
+
+# What 0.33.0 accepts and then runs: every recorded POST with its /history (Autogrow beyond its maximum,
+# DynamicCombo keys, MatchType fed or feeding any type, undeclared inputs, client prompt ids...).
+@pytest.mark.parametrize("profile, post, history", _recorded_runs(), ids=lambda v: v)
+def test_the_reference_runs_what_0_33_0_accepts_as_0_33_0_does(profile, post, history, reference_endpoint):
     from conftest import load_json, wait_history
 
-    server = reference_endpoint(load_profile("stock", "0.33.0").replace(models={}))
-    recorded = load_json(f"fixtures/captures/0.33.0/stock/{history}.json")["body"]
+    server = reference_endpoint(load_profile(profile, "0.33.0").replace(models={}))
+    recorded = load_json(f"fixtures/captures/0.33.0/{profile}/{history}.json")["body"]
     with httpx.Client(base_url=server.url) as client:
-        answer = client.post("/prompt", json=load_json(f"fixtures/captures/0.33.0/stock/{post}.json")["request"]["json"])
+        answer = client.post("/prompt", json=load_json(f"fixtures/captures/0.33.0/{profile}/{post}.json")["request"]["json"])
         entry = wait_history(client, answer.json()["prompt_id"])
     assert _execution_error(entry) == _execution_error(next(iter(recorded.values())))
