@@ -230,3 +230,22 @@ async def test_events_holding_nan_are_read(tmp_path):
         record = await run(url, SMOKE, tmp_path)
     assert record.classification is None
     assert (record.cached_nodes, record.executed_nodes) == (1, 2)
+
+
+async def test_a_prompt_that_kills_the_worker_is_named_and_so_is_the_queue_behind_it(reference_endpoint, tmp_path):
+    """ComfyUI 0.33.0's prompt worker dies on an undeclared input linked to a node the prompt lacks (recorded:
+    the prompt stays running, nothing after it runs, HTTP answers on). The reference does the same; the
+    cell says the endpoint stopped executing, and the next one what it is queued behind."""
+    from conftest import load_json as capture
+
+    srv = reference_endpoint(Profile.builtin("stock").replace(models={}))
+    killer = capture("fixtures/captures/0.33.0/stock/v3_undeclared_link_to_missing_node.json")["request"]["json"]["prompt"]
+    endpoint = Endpoint("dies", srv.url, timeouts=Timeouts(queue=0.5, execution=1.0))
+    async with ComfyUIProvider(endpoint) as provider:
+        started = time.monotonic()
+        dead = await provider.run(killer, deadline=started + 1.0, outputs_dir=tmp_path)
+        behind = await provider.run(SMOKE, deadline=time.monotonic() + 1.5, outputs_dir=tmp_path)
+    assert outcome(dead) is Outcome.EXECUTION_TIMEOUT
+    assert dead.classification.evidence.message.startswith("the endpoint stopped executing: prompt ")
+    assert outcome(behind) is Outcome.QUEUE_TIMEOUT
+    assert f"queued behind prompt {dead.job_id}, which the endpoint stopped executing" in behind.classification.evidence.message

@@ -72,6 +72,8 @@ class ComfyUIProvider(BaseProvider):
         self._session: aiohttp.ClientSession | None = None
         self._hub: EventHub | None = None
         """The endpoint's websocket, opened by the first cell and shared by all."""
+        self._stopped: str | None = None
+        """A prompt the endpoint stopped executing (its prompt worker died): what later prompts wait behind."""
 
     def _http(self) -> aiohttp.ClientSession:
         """aiohttp for this endpoint's HTTP too: a request costs ~0.1 ms of CPU here against ~1 ms for
@@ -223,7 +225,7 @@ class ComfyUIProvider(BaseProvider):
                 if entry is not None:  # finished unseen (a socket that said nothing): not a timeout
                     return entry, time.monotonic() - started, 0.0
                 await self._post_quietly("/queue", {"delete": [prompt_id]})
-                stuck = hub.stuck(before=started)
+                stuck = hub.stuck(before=started) or await self._still_stopped()
                 behind = (f": queued behind prompt {stuck}, which the endpoint stopped executing (no node of it ran since it "
                           "started; ComfyUI's prompt worker has died and runs nothing until the server restarts)") if stuck else ""
                 return failure(Outcome.QUEUE_TIMEOUT, f"prompt {prompt_id} did not start within {queue_deadline - started:.1f} s{behind}",
@@ -233,6 +235,7 @@ class ComfyUIProvider(BaseProvider):
                 if began_at is not None and hub.connected and not events.ran:
                     # ComfyUI 0.33.0's worker thread dies on an undeclared input linked to a missing node: the
                     # prompt stays queue_running after execution_start, and nothing ever runs again.
+                    self._stopped = prompt_id
                     return failure(Outcome.EXECUTION_TIMEOUT, f"the endpoint stopped executing: prompt {prompt_id} started "
                                    f"{now - began_at:.1f} s ago and no node of it ever ran (ComfyUI's prompt worker has died; "
                                    "it answers HTTP but runs nothing until the server restarts)", phase="execution")
@@ -280,6 +283,16 @@ class ComfyUIProvider(BaseProvider):
         if self._session is not None:
             await self._session.close()
         await super().aclose()
+
+    async def _still_stopped(self) -> str | None:
+        """The prompt an earlier cell found the endpoint stopped executing, while ComfyUI still runs it."""
+        if self._stopped is None:
+            return None
+        try:
+            async with asyncio.timeout(CLEANUP_S):
+                return self._stopped if await self._is_running(self._stopped) else None
+        except (TransportFailure, TimeoutError):
+            return None
 
     async def _is_running(self, prompt_id: str) -> bool:
         queue = _json_object(await self._call("GET", "/queue"), "GET /queue")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -30,7 +31,7 @@ from harness.reference.cache import NodeCache
 from harness.reference.failures import Interrupted, NodeFailure
 from harness.reference.hub import Hub
 from harness.reference.nodes import NodeCall, format_value, run_node
-from harness.reference.order import ExecutionOrder
+from harness.reference.order import ExecutionOrder, NodeNotFound
 from harness.reference.profile import Profile
 from harness.reference.queue import PromptQueue
 from harness.reference.storage import Storage
@@ -119,7 +120,14 @@ class Executor:
             worker.prompt_id = prompt_id
             if worker.persistent_cache is None:
                 worker.cache = NodeCache()
-            result, status = await self._execute(worker, run, outputs)
+            try:
+                result, status = await self._execute(worker, run, outputs)
+            except NodeNotFound as exc:
+                # Raised outside every handler of ComfyUI's prompt_worker thread, which dies of it: its
+                # prompt stays in queue_running, nothing queued after it runs, /interrupt changes nothing,
+                # HTTP keeps answering (0.33.0, v3_undeclared_link_to_missing_node and its server log).
+                print(f"Exception in thread (prompt_worker): comfy_execution.graph.NodeNotFoundError: {exc}", file=sys.stderr)
+                return
             worker.prompt_id = None
             self.queue.task_done(item_id, result, status)
             if worker.client_id is not None:

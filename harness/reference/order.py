@@ -9,11 +9,16 @@ from typing import Any
 
 from harness.comfy.catalogue import Catalogue
 
-__all__ = ["ExecutionOrder"]
+__all__ = ["ExecutionOrder", "NodeNotFound"]
 
 
 def _is_link(value: Any) -> bool:
     return isinstance(value, list) and len(value) == 2
+
+
+class NodeNotFound(Exception):
+    """``comfy_execution.graph.NodeNotFoundError``: a link (an undeclared input's, which validation lets
+    through) to a node the prompt does not have."""
 
 
 class ExecutionOrder:
@@ -31,6 +36,7 @@ class ExecutionOrder:
         self.blocking: dict[str, dict[str, None]] = {}
 
     def add_node(self, node_id: str) -> None:
+        """Queue a node and, first, every uncached node it links to; NodeNotFound for a link to no node."""
         stack, links = [node_id], []
         while stack:
             unique_id = stack.pop()
@@ -40,6 +46,8 @@ class ExecutionOrder:
             self.block_count[unique_id] = 0
             self.blocking[unique_id] = {}
             for value in self.prompt[unique_id]["inputs"].values():
+                if _is_link(value) and value[0] not in self.prompt:
+                    raise NodeNotFound(f"Node {value[0]} not found")
                 if _is_link(value) and not self.is_cached(value[0]):
                     stack.append(value[0])
                     links.append((value[0], unique_id))
