@@ -167,3 +167,12 @@ def test_the_serve_cli_prints_its_url_serves_and_stops_on_ctrl_c():
         proc.send_signal(subprocess.signal.SIGINT)
         out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 0 and "stopped" in out
+
+
+def test_node_replacements_is_served_as_0_33_0_serves_it(reference_endpoint):
+    """A route 0.33.0 added (core's registry of replaced node classes); 0.3.64 has none."""
+    recorded = load_json("fixtures/captures/0.33.0/stock/v3_node_replacements.json")["body"]
+    for profile in ("stock", "custom"):
+        answer = httpx.get(reference_endpoint(load_profile(profile, "0.33.0")).url + "/node_replacements", timeout=5)
+        assert answer.status_code == 200 and answer.json() == recorded, profile
+    assert httpx.get(reference_endpoint("stock").url + "/node_replacements", timeout=5).status_code == 404

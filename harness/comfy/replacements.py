@@ -1,8 +1,8 @@
 """Node replacements: ComfyUI 0.33.0 swaps a removed node class for its registered successor before it
 validates a prompt (``server.py`` ``post_prompt`` → ``NodeReplaceManager.apply_replacements``).
 
-``REPLACEMENTS_0_33_0`` is ``GET /node_replacements`` of the recorded stock server
-(fixtures/captures/0.33.0/stock/v3_node_replacements.json). ``apply_replacements`` reproduces the
+``REPLACEMENTS_0_33_0`` comes from ``GET /node_replacements`` of the recorded stock server
+(fixtures/captures/0.33.0/stock/v3_node_replacements.json), which the reference endpoint serves. ``apply_replacements`` reproduces the
 manager on a copy of the prompt: a node is replaced only when its class is absent and the successor is
 present; it keeps ``_meta`` but starts from empty inputs (a mapping of ``null`` drops them all, so a
 replaced Preview3DAnimation fails ``required_input_missing`` as Preview3D); links from it are remapped
@@ -14,45 +14,19 @@ by ``output_mapping``. Where the manager raises, this raises the same exception,
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-__all__ = ["REPLACEMENTS_0_33_0", "apply_replacements", "is_link"]
+__all__ = ["NODE_REPLACEMENTS_0_33_0", "REPLACEMENTS_0_33_0", "apply_replacements", "is_link"]
 
 
-def _mapping(*pairs: tuple[str, str]) -> list[dict]:
-    return [{"new_id": new, "old_id": old} for new, old in pairs]
+NODE_REPLACEMENTS_0_33_0: dict[str, list[dict[str, Any]]] = json.loads(
+    (Path(__file__).resolve().parents[2] / "fixtures/captures/0.33.0/stock/v3_node_replacements.json").read_text(encoding="utf-8"))["body"]
+"""``GET /node_replacements`` of the recorded stock server: old class → its registered replacements."""
 
-
-REPLACEMENTS_0_33_0: dict[str, dict[str, Any]] = {
-    "ResizeImagesByLongerEdge": {
-        "new_node_id": "ImageScaleToMaxDimension",
-        "input_mapping": [*_mapping(("image", "images"), ("largest_size", "longer_edge")),
-                          {"new_id": "upscale_method", "set_value": "lanczos"}],
-        "output_mapping": [{"new_idx": 0, "old_idx": 0}],
-    },
-    "ImageBatch": {
-        "new_node_id": "BatchImagesNode",
-        "input_mapping": _mapping(("images.image0", "image1"), ("images.image1", "image2")),
-        "output_mapping": None,
-    },
-    "ImageScaleBy": {
-        "new_node_id": "ResizeImageMaskNode",
-        "input_mapping": [{"new_id": "input", "old_id": "image"},
-                          {"new_id": "resize_type", "set_value": "scale by multiplier"},
-                          *_mapping(("resize_type.multiplier", "scale_by"), ("scale_method", "upscale_method"))],
-        "output_mapping": None,
-    },
-    "T2IAdapterLoader": {
-        "new_node_id": "ControlNetLoader",
-        "input_mapping": _mapping(("control_net_name", "t2i_adapter_name")),
-        "output_mapping": None,
-    },
-    "Load3DAnimation": {"new_node_id": "Load3D", "input_mapping": None, "output_mapping": None},
-    "Preview3DAnimation": {"new_node_id": "Preview3D", "input_mapping": None, "output_mapping": None},
-    "SDV_img2vid_Conditioning": {"new_node_id": "SVD_img2vid_Conditioning", "input_mapping": None, "output_mapping": None},
-    "ConditioningAverage ": {"new_node_id": "ConditioningAverage", "input_mapping": None, "output_mapping": None},
-}
+REPLACEMENTS_0_33_0: dict[str, dict[str, Any]] = {old: entries[0] for old, entries in NODE_REPLACEMENTS_0_33_0.items() if entries}
 """Old class → its first registered replacement (``new_node_id``, ``input_mapping``, ``output_mapping``)."""
 
 

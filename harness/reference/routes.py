@@ -17,6 +17,7 @@ from aiohttp import web
 
 from harness.reference.hub import FEATURES
 from harness.reference.state import STATE
+from harness.comfy.replacements import NODE_REPLACEMENTS_0_33_0
 from harness.comfy.validator import Flavour, prompt_id_error, validate_prompt
 
 __all__ = ["routes"]
@@ -171,6 +172,13 @@ async def get_system_stats(request: web.Request) -> web.Response:
 @routes.get("/features")
 async def get_features(request: web.Request) -> web.Response:
     return web.json_response(FEATURES)
+
+
+@routes.get("/node_replacements")
+async def get_node_replacements(request: web.Request) -> web.Response:
+    if request.app[STATE].profile.flavour is not Flavour.V0_33_0:
+        raise web.HTTPNotFound()  # a route 0.33.0 added
+    return web.json_response(NODE_REPLACEMENTS_0_33_0)
 
 
 @routes.get("/embeddings")
