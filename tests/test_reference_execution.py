@@ -7,15 +7,16 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import time
 
 import aiohttp
 import pytest
 from PIL import Image
 
-from conftest import collect_until_done, load_json
+from conftest import ROOT, collect_until_done, load_json
 from harness.reference.cache import NodeCache
 from harness.reference.failures import RUN_FRAMES
-from harness.reference.profile import FailureRule, Profile
+from harness.reference.profile import FailureRule, Profile, load_profile
 from harness.reference.server import running_server
 
 SMOKE = load_json("workflows/smoke_invert.json")
@@ -296,3 +297,16 @@ class _NoFiles:
 
     def annotated_path(self, name: str):
         raise AssertionError(f"the chain reads no file, yet {name!r} was asked for")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("version", ["0.3.64", "0.33.0"])
+async def test_the_queued_prompts_extra_data_is_each_releases(version):
+    """0.33.0 adds the job's ``create_time`` (ms) to its extra_data, after the client_id; 0.3.64 does not."""
+    folder = "fixtures/captures/0.33.0/stock" if version == "0.33.0" else "fixtures/captures/stock"
+    want = next(iter(json.loads((ROOT / folder / "history_a_by_id.json").read_text())["body"].values()))["prompt"][3]
+    async with running_server(load_profile("stock", version)) as srv, aiohttp.ClientSession() as session:
+        body, _ = await run(session, srv.url, SMOKE)
+        extra = (await history(session, srv.url, body["prompt_id"]))["prompt"][3]
+    assert list(extra) == list(want)
+    assert version == "0.3.64" or abs(extra["create_time"] - time.time() * 1000) < 60_000

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 import weakref
 
@@ -63,6 +64,8 @@ async def post_prompt(request: web.Request) -> web.Response:
     extra_data = json_data["extra_data"] if "extra_data" in json_data else {}
     if "client_id" in json_data:
         extra_data["client_id"] = json_data["client_id"]
+    if state.profile.flavour is Flavour.V0_33_0:  # what its /queue, /history and jobs show as the job's creation
+        extra_data["create_time"] = int(time.time() * 1000)
     if not valid.accepted:
         return web.json_response(valid.response_body(prompt_id, number), status=400)
     state.queue.put((number, prompt_id, valid.prompt, extra_data, valid.outputs))
