@@ -176,3 +176,33 @@ def test_node_replacements_is_served_as_0_33_0_serves_it(reference_endpoint):
         answer = httpx.get(reference_endpoint(load_profile(profile, "0.33.0")).url + "/node_replacements", timeout=5)
         assert answer.status_code == 200 and answer.json() == recorded, profile
     assert httpx.get(reference_endpoint("stock").url + "/node_replacements", timeout=5).status_code == 404
+
+
+def test_jobs_are_served_as_0_33_0_serves_them(reference_endpoint):
+    """GET /api/jobs (a route 0.33.0 added): a finished job as recorded field for field, a running one
+    without times, the list newest first with its pagination, and the recorded 400s and 404."""
+    server = reference_endpoint(load_profile("stock", "0.33.0").replace(class_seconds={"EmptyImage": 1.0}))
+    recorded = {name: load_json(f"fixtures/captures/0.33.0/stock/v3_api_jobs_{name}.json")
+                for name in ("by_id", "list_limit2", "unknown", "bad_limit", "bad_status")}
+    workflow = recorded["by_id"]["body"]["workflow"]["prompt"]
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        done = client.post("/prompt", json={"prompt": workflow}).json()["prompt_id"]
+        wait_history(client, done, timeout=10)
+        running = client.post("/prompt", json={"prompt": SMOKE}).json()["prompt_id"]
+        finished = client.get(f"/api/jobs/{done}").json()
+        page = client.get("/api/jobs?limit=2").json()
+        errors = {name: client.get(recorded[name]["request"]["path"]) for name in ("unknown", "bad_limit", "bad_status")}
+        only_done = client.get("/api/jobs?status=completed").json()
+    want = recorded["by_id"]["body"]
+    assert list(finished) == list(want) and finished["status"] == "completed"
+    assert (finished["outputs_count"], finished["previewable_outputs_count"]) == (want["outputs_count"], want["previewable_outputs_count"])
+    assert finished["preview_output"].keys() == want["preview_output"].keys() and finished["workflow"]["prompt"] == workflow
+    assert finished["execution_start_time"] <= finished["execution_end_time"]
+    assert [j["id"] for j in page["jobs"]] == [running, done]
+    assert list(page["jobs"][0]) == list(recorded["list_limit2"]["body"]["jobs"][0])  # in progress: no times, no outputs
+    assert page["jobs"][0]["status"] == "in_progress" and list(page["jobs"][1]) == list(recorded["list_limit2"]["body"]["jobs"][1])
+    assert page["pagination"] == {"offset": 0, "limit": 2, "total": 2, "has_more": False}
+    assert [j["id"] for j in only_done["jobs"]] == [done]
+    for name, answer in errors.items():
+        assert (answer.status_code, answer.json()) == (recorded[name]["status"], recorded[name]["body"]), name
+    assert httpx.get(reference_endpoint("stock").url + "/api/jobs", timeout=5).status_code == 404

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.comfy.catalogue import Catalogue
+from harness.comfy.dynamic import node_inputs
 from harness.reference.cache import NodeCache
 from harness.reference.failures import Interrupted, NodeFailure
 from harness.reference.hub import Hub
@@ -202,7 +203,9 @@ class Executor:
             return True
         self._progress(run, node_id, "running")
         node = self.catalogue[class_type]
-        inputs = self._input_data(cache, run.prompt[node_id]["inputs"], node.inputs)
+        given = run.prompt[node_id]["inputs"]
+        # A V3 node's dynamic inputs (Autogrow ``images.image0``, DynamicCombo options) as the prompt expands them.
+        inputs = self._input_data(cache, given, node_inputs(node, given)[0])
         if run.client_id is not None:
             worker.last_node_id = node_id
             self.hub.send("executing", {"node": node_id, "display_node": node_id, "prompt_id": run.prompt_id}, run.client_id)

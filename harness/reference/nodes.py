@@ -168,6 +168,30 @@ def _image_batch(call: NodeCall) -> Result:
     return (replace(first, batch=first.batch + second.batch),), None
 
 
+def _batch_images(call: NodeCall) -> Result:
+    """BatchImagesNode (0.33.0, the V3 successor of ImageBatch): its Autogrow ``images.*`` in one batch,
+    padded to the most channels as 0.33.0's ImageBatch is (history_v3_autogrow_valid: 2 images)."""
+    images = [v for k, v in call.inputs.items() if k.startswith("images.") and isinstance(v, Pixels)]
+    if not images:
+        return _passthrough(call)
+    first = images[0]
+    return (replace(first, batch=sum(i.batch for i in images), channels=max(i.channels for i in images)),), None
+
+
+def _preview_any(call: NodeCall) -> Result:
+    """PreviewAny (0.33.0): its source as text in its UI: a string as it is, anything else as str()
+    (history_v3_autogrow_names_valid: "hello 42"; _ksamplerselect_res_2m_custom: an object's repr)."""
+    source = call.inputs.get("source")
+    return (), {"text": [source if isinstance(source, str) else str(source)]}
+
+
+def _string_format(call: NodeCall) -> Result:
+    """StringFormat (0.33.0): ``f_string`` formatted with its Autogrow ``values.*`` by name
+    (history_v3_autogrow_names_valid: "{a} {b}" with a="hello", b=42 → "hello 42")."""
+    values = {k.split(".", 1)[1]: v for k, v in call.inputs.items() if k.startswith("values.")}
+    return (str(call.inputs.get("f_string", "")).format(**values),), None
+
+
 def _flux_resolution(call: NodeCall) -> Result:
     """ControlAltAI-Nodes 721492b ``FluxResolutionNode.calculate_dimensions``."""
     megapixel = float(call.number("megapixel"))
@@ -286,6 +310,9 @@ _BEHAVIOURS: dict[str, Callable[[NodeCall], Result]] = {
     "SaveImage": _image_saver("output", 4, str),
     "PreviewImage": _image_saver("temp", 1, _preview_suffix),
     "ComfySwitchNode": _switch,
+    "BatchImagesNode": _batch_images,
+    "PreviewAny": _preview_any,
+    "StringFormat": _string_format,
 }
 
 _KIND_ERRORS: dict[tuple[str, str], tuple[frozenset[str], str, tuple[str, ...]]] = {

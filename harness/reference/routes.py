@@ -17,6 +17,7 @@ import weakref
 from aiohttp import web
 
 from harness.reference.hub import FEATURES
+from harness.reference.jobs import JobsQueryError, job, jobs_page
 from harness.reference.state import STATE
 from harness.comfy.replacements import NODE_REPLACEMENTS_0_33_0
 from harness.comfy.validator import Flavour, prompt_id_error, validate_prompt
@@ -182,6 +183,28 @@ async def get_node_replacements(request: web.Request) -> web.Response:
     if request.app[STATE].profile.flavour is not Flavour.V0_33_0:
         raise web.HTTPNotFound()  # a route 0.33.0 added
     return web.json_response(NODE_REPLACEMENTS_0_33_0)
+
+
+@routes.get("/api/jobs")
+async def get_jobs(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if state.profile.flavour is not Flavour.V0_33_0:
+        raise web.HTTPNotFound()  # a route 0.33.0 added
+    running, pending = state.queue.current()
+    try:
+        return web.json_response(jobs_page(request.rel_url.query, running, pending, state.queue.history))
+    except JobsQueryError as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+
+
+@routes.get("/api/jobs/{job_id}")
+async def get_job(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if state.profile.flavour is not Flavour.V0_33_0:
+        raise web.HTTPNotFound()
+    running, pending = state.queue.current()
+    found = job(request.match_info["job_id"], running, pending, state.queue.history)
+    return web.json_response(found) if found is not None else web.json_response({"error": "Job not found"}, status=404)
 
 
 @routes.get("/embeddings")
