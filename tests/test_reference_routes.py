@@ -193,6 +193,7 @@ def test_jobs_are_served_as_0_33_0_serves_them(reference_endpoint):
         page = client.get("/api/jobs?limit=2").json()
         errors = {name: client.get(recorded[name]["request"]["path"]) for name in ("unknown", "bad_limit", "bad_status")}
         only_done = client.get("/api/jobs?status=completed").json()
+        oldest_first = client.get("/api/jobs?sort_order=asc").json()
     want = recorded["by_id"]["body"]
     assert list(finished) == list(want) and finished["status"] == "completed"
     assert (finished["outputs_count"], finished["previewable_outputs_count"]) == (want["outputs_count"], want["previewable_outputs_count"])
@@ -203,6 +204,7 @@ def test_jobs_are_served_as_0_33_0_serves_them(reference_endpoint):
     assert page["jobs"][0]["status"] == "in_progress" and list(page["jobs"][1]) == list(recorded["list_limit2"]["body"]["jobs"][1])
     assert page["pagination"] == {"offset": 0, "limit": 2, "total": 2, "has_more": False}
     assert [j["id"] for j in only_done["jobs"]] == [done]
+    assert [j["id"] for j in oldest_first["jobs"]] == [done, running]
     for name, answer in errors.items():
         assert (answer.status_code, answer.json()) == (recorded[name]["status"], recorded[name]["body"]), name
     assert httpx.get(reference_endpoint("stock").url + "/api/jobs", timeout=5).status_code == 404

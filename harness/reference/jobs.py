@@ -28,10 +28,15 @@ def _pruned(entries: Mapping[str, Any]) -> dict:
     return {k: v for k, v in entries.items() if v is not None}
 
 
+def _workflow_id(extra_data: Mapping[str, Any]) -> str | None:
+    """The UI workflow's id a frontend sends along in ``extra_pnginfo``."""
+    return ((extra_data.get("extra_pnginfo") or {}).get("workflow") or {}).get("id")
+
+
 def _from_queue(item: Sequence, status: str) -> dict:
     extra_data = item[3] if isinstance(item[3], Mapping) else {}
     return _pruned({"id": item[1], "status": status, "priority": item[0], "create_time": extra_data.get("create_time"),
-                    "outputs_count": 0, "previewable_outputs_count": 0})
+                    "outputs_count": 0, "previewable_outputs_count": 0, "workflow_id": _workflow_id(extra_data)})
 
 
 def _summary(outputs: Mapping[str, Any]) -> tuple[int, int, dict | None]:
@@ -73,7 +78,8 @@ def _from_history(prompt_id: str, entry: Mapping[str, Any], whole: bool) -> dict
     count, previewable, preview = _summary(outputs)
     job = _pruned({"id": prompt_id, "status": status, "priority": priority, "create_time": extra_data.get("create_time"),
                    "execution_start_time": started, "execution_end_time": ended, "execution_error": error,
-                   "outputs_count": count, "previewable_outputs_count": previewable, "preview_output": preview})
+                   "outputs_count": count, "previewable_outputs_count": previewable, "preview_output": preview,
+                   "workflow_id": _workflow_id(extra_data)})
     if whole:
         job.update(outputs=outputs, execution_status=status_info, workflow={"prompt": prompt, "extra_data": extra_data})
     return job
@@ -91,7 +97,9 @@ def job(prompt_id: str, running: Sequence, pending: Sequence, history: Mapping[s
 
 
 def jobs_page(query: Mapping[str, str], running: Sequence, pending: Sequence, history: Mapping[str, Any]) -> dict:
-    """``GET /api/jobs?status=&limit=&offset=``: newest first; JobsQueryError for a bad ``status`` or ``limit``."""
+    """``GET /api/jobs?status=&workflow_id=&sort_by=&sort_order=&limit=&offset=``: newest first unless
+    ``sort_order=asc`` (by ``create_time``, or ``sort_by=execution_duration``); JobsQueryError for a bad
+    ``status``, ``limit`` or ``offset``."""
     wanted = [s.strip() for s in query["status"].split(",") if s.strip()] if "status" in query else list(STATUSES)
     bad = [s for s in wanted if s not in STATUSES]
     if bad:
@@ -100,10 +108,21 @@ def jobs_page(query: Mapping[str, str], running: Sequence, pending: Sequence, hi
     offset = _count(query, "offset", minimum=0, default=0)
     found = [_from_queue(item, "in_progress") for item in running] + [_from_queue(item, "pending") for item in pending]
     found += [_from_history(prompt_id, entry, whole=False) for prompt_id, entry in history.items()]
-    found = sorted((j for j in found if j["status"] in wanted), key=lambda j: j.get("create_time", 0), reverse=True)
+    workflow = query.get("workflow_id")
+    found = [j for j in found if j["status"] in wanted and (not workflow or j.get("workflow_id") == workflow)]
+    found.sort(key=_duration if query.get("sort_by") == "execution_duration" else _created, reverse=query.get("sort_order") != "asc")
     page = found[offset:offset + limit] if limit is not None else found[offset:]
     return {"jobs": page, "pagination": {"offset": offset, "limit": limit, "total": len(found),
                                          "has_more": offset + len(page) < len(found)}}
+
+
+def _created(job: Mapping[str, Any]) -> int:
+    return job.get("create_time", 0)
+
+
+def _duration(job: Mapping[str, Any]) -> int:
+    start, end = job.get("execution_start_time", 0), job.get("execution_end_time", 0)
+    return end - start if start and end else 0
 
 
 def _count(query: Mapping[str, str], name: str, *, minimum: int, default: int | None) -> int | None:
