@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 
 from harness.comfy.catalogue import Catalogue, load_catalogue
-from harness.comfy.convert import FRONTENDS, ConversionError, convert, is_ui_workflow
+from harness.comfy.convert import FRONTENDS, ConversionError, MissingClasses, convert, is_ui_workflow
 from harness.comfy.versions import MODELLED, modelled_version
 from harness import exitcodes
 from harness.errors import ConfigError, HarnessError
@@ -256,6 +256,9 @@ def _configure_convert(parser: argparse.ArgumentParser) -> None:
                              "URL's /system_stats, else the current one)")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="write each API prompt into DIR under its file's name (needed for several files)")
+    parser.add_argument("--unknown-nodes", choices=("refuse", "send"), default="refuse",
+                        help="a node whose class the catalogue lacks: refuse the file (default), or write it as the "
+                             "frontend sends it (no class_type; ComfyUI will refuse the prompt)")
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -274,7 +277,7 @@ def _convert(args: argparse.Namespace) -> int:
     for path in files:
         try:
             workflow = load_workflow(path)
-            prompt = convert(workflow, catalogue, frontend=modelled.frontend) if is_ui_workflow(workflow) else workflow
+            prompt = _converted(workflow, catalogue, modelled.frontend, path, args.unknown_nodes == "send")
         except HarnessError as exc:
             # load_workflow's messages name the file; the converter's name only the node.
             where = "" if not isinstance(exc, ConversionError) else f"{path}: "
@@ -288,6 +291,22 @@ def _convert(args: argparse.Namespace) -> int:
             Path(args.out).mkdir(parents=True, exist_ok=True)
             (Path(args.out) / path.name).write_text(text, encoding="utf-8")
     return 1 if failed else 0
+
+
+def _converted(workflow: dict, catalogue: Catalogue, frontend: str, path: Path, send_unknown: bool) -> dict:
+    """The prompt of one file (an API-format one as it is); with ``send_unknown``, nodes of missing classes go
+    as the frontend sends them, and a line names them."""
+    if not is_ui_workflow(workflow):
+        return workflow
+    try:
+        return convert(workflow, catalogue, frontend=frontend)
+    except MissingClasses as exc:
+        if not send_unknown:
+            raise
+        classes = ", ".join(sorted({n.class_type or "(no type)" for n in exc.nodes}))
+        print(f"comfy-compat: {path}: {classes} sent as frontend {frontend} sends nodes it does not know "
+              "(no class_type): ComfyUI will refuse the prompt", file=sys.stderr)
+        return convert(workflow, catalogue, frontend=frontend, strict=False)
 
 
 def _catalogue_of(source: str) -> tuple[Catalogue, str | None]:

@@ -263,6 +263,21 @@ def test_convert_refuses_several_files_without_out_and_a_missing_catalogue(tmp_p
     assert missing.returncode != 0 and "no such file" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
 
 
+def test_convert_refuses_unknown_nodes_or_sends_them_as_the_frontend_does():
+    """RES4LYF's example against a stock catalogue: refused by default (one line, exit 1); with
+    ``--unknown-nodes=send`` written as the frontend sends it, the missing classes named."""
+    stock = str(ROOT / "fixtures/object_info/stock.json")
+    refused = _convert(CHROMA_UI, "--object-info", stock, "--comfyui-version", "0.3.64")
+    assert refused.returncode == 1 and refused.stdout == "" and "ClownsharKSampler_Beta" in refused.stderr
+    sent = _convert(CHROMA_UI, "--object-info", stock, "--comfyui-version", "0.3.64", "--unknown-nodes=send")
+    assert sent.returncode == 0, sent.stderr
+    prompt = json.loads(sent.stdout)
+    unknown = [node for node in prompt.values() if "class_type" not in node]
+    assert unknown and all(set(node) == {"inputs", "_meta"} for node in unknown)
+    assert any(name.startswith("UNKNOWN") for node in unknown for name in node["inputs"])
+    assert "ClownsharKSampler_Beta" in sent.stderr and "ComfyUI will refuse the prompt" in sent.stderr
+
+
 @pytest.mark.parametrize(("version", "frontend"), [("0.3.64", "1.27.10"), ("0.33.0", "1.49.6")])
 def test_corpus_ui_exports_get_the_outcome_the_frontends_own_prompt_gets(project, version, frontend):
     """Every full-fidelity corpus UI file and the prompt the real frontend made of it, side by side on one
