@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,6 +43,7 @@ without a class_type (as the corpus shows for SetNode/GetNode on servers without
 ComfyUI refuses."""
 
 
+@functools.cache
 def virtual_types(python_modules: frozenset[str]) -> frozenset[str]:
     """The virtual node types of a frontend served by a ComfyUI whose classes come from ``python_modules``."""
     return _CORE_VIRTUAL.union(*(types for word, types in _PACK_VIRTUAL.items()
