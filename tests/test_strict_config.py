@@ -129,3 +129,15 @@ def test_a_url_variable_is_redacted_from_what_the_endpoint_said(project, monkeyp
     assert cell["outcome"] == "unreachable" and "$TEST_COMFY_HOST" in cell["evidence"]["message"]
     written = "".join(p.read_text(errors="replace") for p in (project.path / "reports/latest").rglob("*") if p.is_file())
     assert "127.0.0.1" not in written + result.stdout.str() + result.stderr.str()
+
+
+def test_an_own_pyworker_that_sends_image_urls_is_refused_in_one_line(tmp_path):
+    """An own PyWorker's images come base64 in its reply: ``response: urls`` is a configuration error
+    before anything runs, not a protocol_error in every cell."""
+    path = tmp_path / "endpoints.yaml"
+    path.write_text("endpoints:\n  own:\n    kind: vast\n    url: http://127.0.0.1:9/vast/own-x\n"
+                    "    request: {response: urls, images: output.images}\n")
+    with pytest.raises(ConfigError, match=r"endpoints.yaml: \$\.endpoints\.own\.request\.response: 'json_base64' was expected"):
+        load_endpoints_file(path)
+    path.write_text(path.read_text().replace("kind: vast", "kind: http").replace("/vast/own-x", "/run"))
+    assert load_endpoints_file(path)[0].request["response"] == "urls"  # the http kind fetches URLs
