@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 
-from PIL import Image
-
 import pytest
+from PIL import Image
 
 from harness.providers.base import inspect_image, save_stream
 from harness.providers.capped import ReplyTooLarge

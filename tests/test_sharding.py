@@ -90,15 +90,17 @@ def test_merged_shards_are_judged_by_the_endpoints_files_budgets_as_the_one_run(
                 ["--baseline=prod", "--candidate=cand"]):
         done = merge(project, *shards, *how)
         judged[how[-1]] = (done.returncode, matrix(project)["verdict"])
-    def budgets(verdict: dict) -> list[tuple]:  # the figures differ between runs (latencies), not what is judged
-        return [(r["case"], r["metric"], r["limit"], r["ok"]) for r in verdict["budgets"]]
-
     for how in ("--endpoints-file=endpoints.yaml", "--budget=p95_seconds=0.000001"):
         status, verdict = judged[how]
         assert status == 10 and verdict["decision"] == "NO-GO", how
         assert [b["case"] for b in verdict["blockers"]] == [b["case"] for b in whole["verdict"]["blockers"]], how
-        assert budgets(verdict) == budgets(whole["verdict"]) and len(verdict["budgets"]) == len(whole["cases"]), how
+        assert _judged(verdict) == _judged(whole["verdict"]) and len(verdict["budgets"]) == len(whole["cases"]), how
     assert judged["--candidate=cand"][0] == 0 and judged["--candidate=cand"][1]["decision"] == "GO"  # no budget asked for
+
+
+def _judged(verdict: dict) -> list[tuple]:
+    """What a verdict's budget rows judge; their figures differ between runs (latencies)."""
+    return [(r["case"], r["metric"], r["limit"], r["ok"]) for r in verdict["budgets"]]
 
 
 @pytest.mark.parametrize("value", ["0/2", "3/2", "2", "a/b", "1/0"])

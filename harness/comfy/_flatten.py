@@ -329,8 +329,7 @@ def _record(flat: Flattener, dto: Dto, serialize) -> dict:
                 inputs[widget.name] = value
     if node.kind == "missing":
         # The frontend knows no widget of it: the saved values go as UNKNOWN, UNKNOWN_1, ... (1.49.6), or
-        # all as UNKNOWN, the last one staying (1.27.10).
-        # A value that is no string, number or boolean goes as its JSON text.
+        # all as UNKNOWN, the last one staying (1.27.10); one that is no string, number or boolean as JSON text.
         for index, value in enumerate(node.values):
             sent = value if isinstance(value, (str, int, float)) else js_json(value)
             inputs["UNKNOWN" if index == 0 or flat.frontend == "1.27.10" else f"UNKNOWN_{index}"] = sent

@@ -91,8 +91,8 @@ def convert(ui: Mapping, catalogue: Catalogue, *, frontend: str = "1.49.6", stri
 
     Raises ``MissingClasses`` when nodes that would be sent have classes the catalogue lacks (with
     ``strict=False`` they are sent as the frontend sends them: without a ``class_type``, their saved
-    values as ``UNKNOWN``..., then their links), ``ConversionError`` when the graph cannot be resolved (a link to nowhere, a loop through
-    virtual nodes), and ``ValueError`` for an unknown ``frontend``. ``choose`` picks one option of a
+    values as ``UNKNOWN``..., then their links), ``ConversionError`` when the graph cannot be resolved
+    (a link to nowhere, a loop through virtual nodes), and ``ValueError`` for an unknown ``frontend``. ``choose`` picks one option of a
     dynamic prompt's ``{a|b}`` (the frontend picks at random; default ``random.choice``).
     """
     if frontend not in FRONTENDS:

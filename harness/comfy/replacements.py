@@ -2,8 +2,8 @@
 validates a prompt (``server.py`` ``post_prompt`` → ``NodeReplaceManager.apply_replacements``).
 
 ``REPLACEMENTS_0_33_0`` comes from ``GET /node_replacements`` of the recorded stock server
-(fixtures/captures/0.33.0/stock/v3_node_replacements.json), which the reference endpoint serves. ``apply_replacements`` reproduces the
-manager on a copy of the prompt: a node is replaced only when its class is absent and the successor is
+(fixtures/captures/0.33.0/stock/v3_node_replacements.json), which the reference endpoint serves.
+``apply_replacements`` reproduces the manager on a copy of the prompt: a node is replaced only when its class is absent and the successor is
 present; it keeps ``_meta`` but starts from empty inputs (a mapping of ``null`` drops them all, so a
 replaced Preview3DAnimation fails ``required_input_missing`` as Preview3D); links from it are remapped
 by ``output_mapping``. Where the manager raises, this raises the same exception, and the server answers

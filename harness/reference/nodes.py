@@ -12,7 +12,7 @@ import json
 import os
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
@@ -315,34 +315,43 @@ _BEHAVIOURS: dict[str, Callable[[NodeCall], Result]] = {
     "StringFormat": _string_format,
 }
 
-_KIND_ERRORS: dict[tuple[str, str], tuple[frozenset[str], str, tuple[str, ...]]] = {
+@dataclass(frozen=True)
+class _KindError:
+    """What a node's own code raises on 0.33.0 for a value of a kind it cannot take, where MatchType let it
+    through validation: at ``input`` holding one of ``kinds``, on the recorded path (``given`` inputs)."""
+
+    input: str
+    kinds: frozenset[str]
+    message: str
+    frames: tuple[str, ...]
+    given: Mapping[str, Any] = field(default_factory=dict)
+
+
+_KIND_ERRORS: dict[str, _KindError] = {
     # ResizeImageMaskNode's input is MatchType IMAGE,MASK, which validation never checks: a LATENT (a
-    # dict) gets as far as is_image (history_v3_matchtype_disallowed_type, resize_type "scale by
-    # multiplier": the one path recorded, so the one modelled).
-    ("ResizeImageMaskNode", "input"): (frozenset({"LATENT"}), "'dict' object has no attribute 'shape'", (
+    # dict) gets as far as is_image (history_v3_matchtype_disallowed_type: the one path recorded).
+    "ResizeImageMaskNode": _KindError("input", frozenset({"LATENT"}), "'dict' object has no attribute 'shape'", (
         *V3_CALL_FRAMES,
         frame("/opt/ComfyUI/comfy_extras/nodes_post_processing.py", 495, "execute",
               'return io.NodeOutput(scale_by(input, resize_type["multiplier"], scale_method))', " " * 25 + "^" * 56),
         frame("/opt/ComfyUI/comfy_extras/nodes_post_processing.py", 287, "scale_by", "is_type_image = is_image(input)",
               " " * 20 + "^" * 15),
         frame("/opt/ComfyUI/comfy_extras/nodes_post_processing.py", 270, "is_image", "return len(input.shape) == 4",
-              " " * 15 + "^" * 11))),
+              " " * 15 + "^" * 11)), {"resize_type": "scale by multiplier"}),
     # A MatchType output is linked into any input: an IMAGE or MASK (a tensor) into LatentUpscaleBy's
     # samples (history_v3_matchtype_output_into_wrong_input).
-    ("LatentUpscaleBy", "samples"): (frozenset({"IMAGE", "MASK"}), "'Tensor' object has no attribute 'copy'", (
+    "LatentUpscaleBy": _KindError("samples", frozenset({"IMAGE", "MASK"}), "'Tensor' object has no attribute 'copy'", (
         frame("/opt/ComfyUI/nodes.py", 1383, "upscale", "s = samples.copy()", " " * 8 + "^" * 12),)),
 }
-"""What a node's own code raises on 0.33.0 for a value of a kind it cannot take, by class and input,
-where MatchType let it through validation; recorded cases only."""
+"""By class; recorded cases only."""
 
 
 def _kind_error(call: NodeCall) -> None:
-    for (class_type, name), (kinds, message, frames) in _KIND_ERRORS.items():
-        value = call.inputs.get(name)
-        if class_type == call.node.name and isinstance(value, Pixels) and value.kind in kinds:
-            if class_type == "ResizeImageMaskNode" and call.inputs.get("resize_type") != "scale by multiplier":
-                continue
-            raise NodeFailure("AttributeError", message, frames, RUN_FRAMES_0_33_0)
+    error = _KIND_ERRORS.get(call.node.name)
+    value = call.inputs.get(error.input) if error is not None else None
+    if (isinstance(value, Pixels) and value.kind in error.kinds
+            and all(call.inputs.get(k) == v for k, v in error.given.items())):
+        raise NodeFailure("AttributeError", error.message, error.frames, RUN_FRAMES_0_33_0)
 
 
 def _v3_call(call: NodeCall) -> None:

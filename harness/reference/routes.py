@@ -18,7 +18,7 @@ from aiohttp import web
 
 from harness.reference.hub import FEATURES
 from harness.reference.jobs import JobsQueryError, job, jobs_page
-from harness.reference.state import STATE
+from harness.reference.state import STATE, ServerState
 from harness.comfy.replacements import NODE_REPLACEMENTS_0_33_0
 from harness.comfy.validator import Flavour, prompt_id_error, validate_prompt
 
@@ -178,18 +178,23 @@ async def get_features(request: web.Request) -> web.Response:
     return web.json_response(FEATURES)
 
 
+def _added_in_0_33_0(request: web.Request) -> ServerState:
+    """The server's state, for a route 0.33.0 added: a 0.3.64 server has no such route (404)."""
+    state = request.app[STATE]
+    if state.profile.flavour is not Flavour.V0_33_0:
+        raise web.HTTPNotFound()
+    return state
+
+
 @routes.get("/node_replacements")
 async def get_node_replacements(request: web.Request) -> web.Response:
-    if request.app[STATE].profile.flavour is not Flavour.V0_33_0:
-        raise web.HTTPNotFound()  # a route 0.33.0 added
+    _added_in_0_33_0(request)
     return web.json_response(NODE_REPLACEMENTS_0_33_0)
 
 
 @routes.get("/api/jobs")
 async def get_jobs(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    if state.profile.flavour is not Flavour.V0_33_0:
-        raise web.HTTPNotFound()  # a route 0.33.0 added
+    state = _added_in_0_33_0(request)
     running, pending = state.queue.current()
     try:
         return web.json_response(jobs_page(request.rel_url.query, running, pending, state.queue.history))
@@ -199,9 +204,7 @@ async def get_jobs(request: web.Request) -> web.Response:
 
 @routes.get("/api/jobs/{job_id}")
 async def get_job(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    if state.profile.flavour is not Flavour.V0_33_0:
-        raise web.HTTPNotFound()
+    state = _added_in_0_33_0(request)
     running, pending = state.queue.current()
     found = job(request.match_info["job_id"], running, pending, state.queue.history)
     return web.json_response(found) if found is not None else web.json_response({"error": "Job not found"}, status=404)
