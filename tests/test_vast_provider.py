@@ -174,20 +174,28 @@ async def test_an_unsigned_request_to_a_secured_worker_is_auth_error(reference_e
     assert outcome(unsigned) is Outcome.AUTH_ERROR and unsigned.classification.evidence.http_status == 401
 
 
-async def test_the_routed_repro_asks_the_route_service_then_posts_signed(reference_endpoint, tmp_path, monkeypatch):
+@pytest.mark.parametrize("key", ["right", None])
+async def test_the_routed_repro_asks_the_route_service_then_posts_signed(reference_endpoint, tmp_path, monkeypatch, key):
     """The curl reproduction really replays: its route step gets a signature the worker accepts, and the
-    API key stays $VAST_API_KEY in the command."""
+    API key stays $VAST_API_KEY in the command; without a key it sends an empty one, as the harness does."""
     system_tool("jq", package="jq")
     system_tool("curl", package="curl")
-    monkeypatch.setenv("COMFY_REFERENCE_VAST_API_KEY", "right")
-    monkeypatch.setenv("VAST_API_KEY", "right")
+    headers = {}
+    if key:
+        monkeypatch.setenv("COMFY_REFERENCE_VAST_API_KEY", key)
+        monkeypatch.setenv("VAST_API_KEY", key)
+        headers = {"Authorization": "Bearer ${VAST_API_KEY}"}
     srv = reference_endpoint("stock")
-    async with VastProvider(Endpoint("vast", routed(srv), kind="vast", headers={"Authorization": "Bearer ${VAST_API_KEY}"})) as provider:
+    async with VastProvider(Endpoint("vast", routed(srv), kind="vast", headers=headers)) as provider:
         (tmp_path / "request.json").write_text(json.dumps(provider.request_body(SMOKE)))
         command = provider.repro("request.json")
-    assert "$VAST_API_KEY" in command and "right" not in command and f"{srv.url}/vast/route/" in command
+    assert f"{srv.url}/vast/route/" in command
+    if key:
+        assert "$VAST_API_KEY" in command and key not in command
+    else:
+        assert '"api_key": ""}' in command
     replay = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=30,
-                            env={"PATH": os.environ["PATH"], "VAST_API_KEY": "right"})
+                            env={"PATH": os.environ["PATH"], **({"VAST_API_KEY": key} if key else {})})
     assert replay.returncode == 0, replay.stderr
     assert json.loads(replay.stdout)["status"] == "completed"
 

@@ -128,7 +128,8 @@ class VastProvider(BaseProvider):
         route_url, name = self._route_target(self.endpoint.public_url)
         key = self.endpoint.shell_headers().get("Authorization", "").removeprefix("Bearer ")
         # The key stays a shell variable: it closes the single quotes, is expanded inside double quotes.
-        route_body = json.dumps({"endpoint": name, "cost": COST})[:-1] + ', "api_key": "' + "'\"" + key + "\"'" + '"}'
+        shell_key = "'\"" + key + "\"'" if key else ""
+        route_body = json.dumps({"endpoint": name, "cost": COST})[:-1] + ', "api_key": "' + shell_key + '"}'
         fields = "{" + ", ".join(_AUTH_FIELDS) + "}"
         return (f"route=$(curl -sS -X POST {shlex.quote(route_url)} -H 'Content-Type: application/json' -d '{route_body}')"
                 f" && jq --argjson route \"$route\" '.auth_data = ($route | {fields})' {shlex.quote(body_file)}"
