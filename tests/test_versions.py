@@ -70,6 +70,29 @@ def test_a_null_class_type_is_node_none_on_both_releases():
         "details": "Node ID '#9'", "extra_info": {"node_id": "9", "class_type": None, "node_title": None}}
 
 
+def test_a_custom_combo_takes_any_choice_on_0_33_0(reference_endpoint):
+    """CustomCombo's options live in the frontend (its catalogue lists none); its validate_inputs takes
+    ``**kwargs`` and returns True, so ComfyUI skips the combo check: the blueprints' choices are valid."""
+    from conftest import wait_history
+
+    prompt = {
+        "1": {"class_type": "CustomCombo", "inputs": {"choice": "Video Editing (Content Propagation)", "index": 1,
+                                                      "option1": "Default", "option2": "Video Editing (Content Propagation)"}},
+        "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}},
+        "3": {"class_type": "PreviewAny", "inputs": {"source": ["1", 1]}},
+    }
+    assert STOCK_0_33_0["CustomCombo"].inputs["choice"].options == []
+    assert validate_prompt(prompt, STOCK_0_33_0, flavour=Flavour.V0_33_0).error is None
+    assert preflight(prompt, STOCK_0_33_0, version="0.33.0") is None
+    server = reference_endpoint(load_profile("stock", "0.33.0"))
+    with httpx.Client(base_url=server.url) as client:
+        answer = client.post("/prompt", json={"prompt": prompt})
+        assert answer.status_code == 200, answer.text
+        entry = wait_history(client, answer.json()["prompt_id"])
+    assert entry["status"]["status_str"] == "success"
+    assert entry["outputs"] == {"2": {"text": ["Video Editing (Content Propagation)"]}, "3": {"text": ["1"]}}
+
+
 def test_a_profile_names_the_versions_it_is_recorded_on():
     assert load_profile("stock").comfyui_version == "0.3.64"
     custom = load_profile("custom", "0.33.0")

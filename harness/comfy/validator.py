@@ -26,7 +26,7 @@ import enum
 import sys
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from harness.comfy.catalogue import Catalogue, InputSpec, NodeClass
@@ -234,19 +234,38 @@ def _annotated_file_exists(name: Any, files: _Files) -> bool:
 
 
 @dataclass(frozen=True)
-class _FileCheck:
-    """A stock ``VALIDATE_INPUTS(s, <arg>)`` that only checks that the named file exists."""
+class _OwnCheck:
+    """A stock node's own check, ``VALIDATE_INPUTS(s, <arg>)`` (or V3's ``validate_inputs``), that accepts:
+    the inputs in its signature, or all of them with ``**kwargs`` (``varkw``), skip ComfyUI's checks."""
 
     arg: str
+    function: str = field(default="VALIDATE_INPUTS", kw_only=True)
+    varkw: bool = field(default=False, kw_only=True)
+
+    def exempts(self, input_name: str) -> bool:
+        """Whether ComfyUI skips its range and combo checks for this input."""
+        return self.varkw or input_name == self.arg
+
+    def __call__(self, value: Any, files: _Files) -> bool | str:
+        return True
+
+
+@dataclass(frozen=True)
+class _FileCheck(_OwnCheck):
+    """A check that only looks for the named file."""
+
     message: str
 
     def __call__(self, value: Any, files: _Files) -> bool | str:
         return True if _annotated_file_exists(value, files) else self.message.format(value)
 
 
-# The stock nodes of 0.3.64 whose own check ComfyUI calls (VALIDATE_INPUTS, or validate_inputs on V3
-# nodes). The checked input skips ComfyUI's range and combo checks; the check replaces them.
-CUSTOM_CHECKS: dict[str, _FileCheck] = {
+# The stock nodes whose own check ComfyUI calls (VALIDATE_INPUTS, or validate_inputs on V3 nodes). The
+# checked input skips ComfyUI's range and combo checks; the check replaces them. All are 0.3.64's but
+# CustomCombo (0.33.0's comfy_extras/nodes_logic.py, absent from 0.3.64): its options are written in
+# the frontend, so the catalogue lists none and the node accepts any choice.
+CUSTOM_CHECKS: dict[str, _OwnCheck] = {
+    "CustomCombo": _OwnCheck("choice", function="CustomComboNode.validate_inputs", varkw=True),
     "LoadImage": _FileCheck("image", "Invalid image file: {}"),
     "LoadImageMask": _FileCheck("image", "Invalid image file: {}"),
     "LoadImageOutput": _FileCheck("image", "Invalid image file: {}"),
@@ -345,7 +364,7 @@ class _Validator:
                         continue
                     valid = False
                     continue
-                error = self.check_literal(unique_id, node, spec, val, custom=check is not None and x == check.arg)
+                error = self.check_literal(unique_id, node, spec, val, custom=check is not None and check.exempts(x))
                 if error is not None:
                     errors.append(error)
             if check is not None:
@@ -477,11 +496,11 @@ class _Validator:
                 )
         return None
 
-    def run_custom_check(self, unique_id: Any, check: _FileCheck, inputs: Mapping[str, Any]) -> list[dict]:
+    def run_custom_check(self, unique_id: Any, check: _OwnCheck, inputs: Mapping[str, Any]) -> list[dict]:
         """Call the node's own check as ComfyUI does: linked inputs arrive as None, an absent one not at all."""
         if check.arg not in inputs:
             # ComfyUI calls the check without the argument; Python refuses the call.
-            raise TypeError(f"VALIDATE_INPUTS() missing 1 required positional argument: '{check.arg}'")
+            raise TypeError(f"{check.function}() missing 1 required positional argument: '{check.arg}'")
         value = inputs[check.arg]
         value = None if isinstance(value, list) else self.converted.get(unique_id, {}).get(check.arg, value)
         verdict = check(value, self.files or {})

@@ -192,6 +192,13 @@ def _string_format(call: NodeCall) -> Result:
     return (str(call.inputs.get("f_string", "")).format(**values),), None
 
 
+def _custom_combo(call: NodeCall) -> Result:
+    """CustomCombo (0.33.0): the choice and the ``index`` the frontend sends beside it; the node takes all
+    its inputs (``accept_all_inputs``), so the undeclared ``index`` reaches it too."""
+    index = call.prompt[call.node_id]["inputs"].get("index", 0)
+    return (call.inputs.get("choice"), Handle("INT", call.node_id) if isinstance(index, list) else index), None
+
+
 def _flux_resolution(call: NodeCall) -> Result:
     """ControlAltAI-Nodes 721492b ``FluxResolutionNode.calculate_dimensions``."""
     megapixel = float(call.number("megapixel"))
@@ -313,6 +320,7 @@ _BEHAVIOURS: dict[str, Callable[[NodeCall], Result]] = {
     "BatchImagesNode": _batch_images,
     "PreviewAny": _preview_any,
     "StringFormat": _string_format,
+    "CustomCombo": _custom_combo,
 }
 
 @dataclass(frozen=True)
