@@ -86,6 +86,37 @@ def test_workflows_dir_replays_both_formats_and_names_a_malformed_ui_export(proj
     result.stderr.fnmatch_lines(["ERROR: */mine/ui.json: $.nodes: expected a list (a UI export), got dict"])
 
 
+TEXT_ONLY = {  # 0.33.0 stock: a string made and previewed, no image anywhere
+    "1": {"class_type": "PrimitiveStringMultiline", "inputs": {"value": "a line"}},
+    "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}},
+}
+PREVIEW_ONLY = {
+    "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
+    "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
+}
+
+
+def test_a_workflow_run_for_text_passes_unless_its_case_asks_for_images(project):
+    """Unstated, a case expects some output: the text a text workflow makes is one, a preview is not;
+    ``min_images`` stated asks for saved images."""
+    replay = project.mkdir("mine")
+    (replay / "text.json").write_text(json.dumps(TEXT_ONLY))
+    (replay / "preview.json").write_text(json.dumps(PREVIEW_ONLY))
+    (project.path / "cases/images.yaml").write_text(
+        "cases:\n  - id: text_as_images\n    workflow: ../mine/text.json\n    outputs: {min_images: 1}\n")
+    only_stock = ["-k", "stock and not runpod and not vast and not modal"]
+    project.runpytest_subprocess("-p", "no:cacheprovider", "--workflows", "mine", *only_stock).assert_outcomes(passed=1, failed=1)
+    replayed = cells(matrix(project))
+    assert replayed[("text", "stock")]["outcome"] == "passed"
+    assert (replayed[("preview", "stock")]["outcome"], replayed[("preview", "stock")]["evidence"]["message"]) == (
+        "output_invalid", "expected at least one output (a saved image, audio, text...), the endpoint returned none")
+    project.runpytest_subprocess("-p", "no:cacheprovider", "-k", "text_as_images and stock and not runpod and not vast and not modal"
+                                 ).assert_outcomes(failed=1)
+    [stated] = matrix(project)["cells"]
+    assert (stated["outcome"], stated["evidence"]["message"]) == (
+        "output_invalid", "expected at least 1 image(s), the endpoint returned 0")
+
+
 def test_a_bad_case_file_is_one_line_naming_file_and_field(project):
     (project.path / "cases/broken.yaml").write_text("cases:\n  - id: x\n    workflow: ../workflows/smoke_invert.json\n    timeout: soon\n")
     result = project.runpytest_subprocess("-p", "no:cacheprovider")

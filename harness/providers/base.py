@@ -104,6 +104,8 @@ class RunRecord:
     images: tuple[OutputImage, ...] = ()
     timings: Timings = Timings()
     job_id: str | None = None
+    other_outputs: int = 0
+    """Outputs the endpoint reported that are not images (audio, text, 3D files): counted, not fetched."""
     extra: dict[str, Any] = field(default_factory=dict)
     cached_nodes: int | None = None
     """Nodes the endpoint served from its cache (ComfyUI's ``execution_cached``); None where it does not say."""

@@ -176,7 +176,8 @@ class ComfyUIProvider(BaseProvider):
             images = () if verdict is not None else await self._download(entry, outputs_dir)
             timings = Timings(queue=queue_s, execution=exec_s, total=time.monotonic() - started)
             cached, executed = _cache_use(entry, hub.watch(prompt_id))
-            return RunRecord(verdict, tuple(images), timings, prompt_id, cached_nodes=cached, executed_nodes=executed)
+            return RunRecord(verdict, tuple(images), timings, prompt_id, other_outputs=_other_outputs(entry),
+                             cached_nodes=cached, executed_nodes=executed)
         except TransportFailure as exc:
             return RunRecord(exc.classification, timings=Timings(total=time.monotonic() - started))
         except asyncio.CancelledError:
@@ -395,6 +396,16 @@ def _decoded(body: bytes, charset: str | None) -> str:
         return body.decode(charset or "utf-8", errors="replace")
     except LookupError:  # a charset Python does not know
         return body.decode("utf-8", errors="replace")
+
+
+def _other_outputs(entry: Any) -> int:
+    """The history entry's outputs that are not images: each item under a node's keys but ``images`` and
+    ``animated`` (the flag beside a video's frames): SaveAudio's ``audio``, PreviewAny's ``text``..."""
+    outputs = entry.get("outputs") if isinstance(entry, dict) else None
+    if not isinstance(outputs, dict):
+        return 0
+    return sum(len(value) if isinstance(value, list) else 1 for node in outputs.values() if isinstance(node, dict)
+               for key, value in node.items() if key not in ("images", "animated"))
 
 
 def _cache_use(entry: Any, events: PromptEvents) -> tuple[int | None, int | None]:

@@ -29,7 +29,9 @@ __all__ = ["Case", "OutputCheck", "Suite", "load_case_files", "cases_from_workfl
 
 @dataclass(frozen=True)
 class OutputCheck:
-    min_images: int = 1
+    min_images: int | None = None
+    """Saved images a successful run must return; None (not stated): at least one output of any kind, a
+    saved image or what a non-image output node reports (audio, text, 3D files)."""
     width: int | None = None
     height: int | None = None
 

@@ -67,17 +67,22 @@ class RunFolder(Protocol):
     def cell_dir(self, case: str, endpoint: str) -> Path: ...
 
 
-def check_outputs(images: Sequence[OutputImage], expected: OutputCheck) -> Classification | None:
-    """``output_invalid`` when a successful run's saved images are missing, unreadable or the wrong size.
+def check_outputs(images: Sequence[OutputImage], expected: OutputCheck, other_outputs: int = 0) -> Classification | None:
+    """``output_invalid`` when a successful run's saved images are missing, unreadable or the wrong size,
+    or, where the case states no ``min_images``, when it returned no output at all.
 
     Only saved images (type ``output``) count: previews that output nodes such as FluxResolutionNode
-    emit along the way are not what a workflow is run for.
+    emit along the way are not what a workflow is run for. A workflow that makes audio or text is run
+    for those (``other_outputs``), so an unstated expectation takes them as its output.
     """
     images = [i for i in images if i.type == "output"]
     broken = [i for i in images if i.error]
     if broken:
         return failure(Outcome.OUTPUT_INVALID, f"{broken[0].filename}: {broken[0].error}")
-    if len(images) < expected.min_images:
+    if expected.min_images is None:
+        if not images and not other_outputs:
+            return failure(Outcome.OUTPUT_INVALID, "expected at least one output (a saved image, audio, text...), the endpoint returned none")
+    elif len(images) < expected.min_images:
         return failure(Outcome.OUTPUT_INVALID, f"expected at least {expected.min_images} image(s), the endpoint returned {len(images)}")
     for image in images:
         wrong = [(k, getattr(image, k), want) for k, want in (("width", expected.width), ("height", expected.height))
@@ -317,7 +322,7 @@ class Engine:
         budget = case.timeout or (endpoint.timeouts.queue + endpoint.timeouts.execution)
         async with self._slot(endpoint_name) as (cold, release):
             record = await self._guarded_run(endpoint, workflow, budget, outputs, case.images, release)
-        verdict = _recover_hidden(record.classification, prediction) or check_outputs(record.images, case.outputs)
+        verdict = _recover_hidden(record.classification, prediction) or check_outputs(record.images, case.outputs, record.other_outputs)
         attempt = Attempt(
             outcome=verdict.outcome if verdict else Outcome.PASSED,
             timings=record.timings,
