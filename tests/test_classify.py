@@ -21,6 +21,7 @@ from harness.run.classify import (
     classify_event,
     classify_history,
     classify_prompt_response,
+    missing_node,
 )
 from harness.run.outcomes import NODE_ERROR_PRECEDENCE, Disposition, Outcome, OutcomeInfo
 from harness.comfy.validator import Flavour, validate_prompt
@@ -181,6 +182,13 @@ def test_missing_class_type_is_missing_node_and_says_why():
     verdict = prompt_verdict("stock/prompt_missing_class_type.json")
     assert verdict.evidence.node_id == "2" and verdict.evidence.missing_classes == ()
     assert "has no class_type" in verdict.evidence.message and "custom node" in verdict.evidence.message
+
+
+def test_hundreds_of_untyped_nodes_are_counted_not_all_named():
+    """A JSON file that is not a workflow (a node-link graph of another tool) has hundreds of typeless nodes."""
+    message = missing_node([(f"n{i}", None) for i in range(300)]).evidence.message
+    assert message == ("nodes n0, n1, n2, n3, n4, n5, n6, n7, n8, n9 and 290 more have no class_type "
+                       "(usually a custom node missing where the workflow was exported)")
 
 
 def test_2026_missing_node_type_is_missing_node():

@@ -293,8 +293,15 @@ def _provider_text(attribution: Attribution) -> str:
     return f"provided by {pack.title}" + (f", also claimed by {others} other pack{'s' if others > 1 else ''}" if others else "")
 
 
+_NODES_LISTED = 10
+"""Node ids a message names before it counts the rest: a file of hundreds of untyped nodes stays readable."""
+
+
 def _nodes_text(ids: Sequence[str]) -> str:
-    return f"node {ids[0]}" if len(ids) == 1 else f"nodes {', '.join(ids)}"
+    if len(ids) == 1:
+        return f"node {ids[0]}"
+    more = len(ids) - _NODES_LISTED
+    return f"nodes {', '.join(ids[:_NODES_LISTED])}" + (f" and {more} more" if more > 0 else "")
 
 
 def _from_node_errors(node_errors: Any, *, http_status: int, partial: bool = False) -> Classification:
