@@ -310,3 +310,27 @@ async def test_the_queued_prompts_extra_data_is_each_releases(version):
         extra = (await history(session, srv.url, body["prompt_id"]))["prompt"][3]
     assert list(extra) == list(want)
     assert version == "0.3.64" or abs(extra["create_time"] - time.time() * 1000) < 60_000
+
+
+def _advanced(color: int) -> dict:
+    return {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 32, "batch_size": 1, "color": color}},
+        "2": {"class_type": "SaveImageAdvanced", "inputs": {"images": ["1", 0], "filename_prefix": "adv", "format": "png",
+                                                            "format.bit_depth": "8-bit", "format.input_color_space": "sRGB"}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "after"}},
+    }
+
+
+@pytest.mark.asyncio
+async def test_save_image_advanced_writes_png_passes_its_images_on_and_rewrites_its_first_name():
+    """0.33.0's SaveImageAdvanced names files ``<prefix>_<counter>.png``; with no ``_`` after the counter
+    the next save counts none of them and writes ``adv_00001.png`` again, as the real node does."""
+    async with running_server(load_profile("stock", "0.33.0")) as srv, aiohttp.ClientSession() as session:
+        for color in (0xFF0000, 0x0000FF):
+            body, _ = await run(session, srv.url, _advanced(color))
+            outputs = (await history(session, srv.url, body["prompt_id"]))["outputs"]
+            assert outputs["2"] == {"images": [{"filename": "adv_00001.png", "subfolder": "", "type": "output"}]}
+            saved = await fetch_image(session, srv.url, outputs["2"]["images"][0])
+            assert saved.size == (64, 32) and saved.getpixel((0, 0)) == ((color >> 16) & 0xFF, (color >> 8) & 0xFF, color & 0xFF)
+            after = await fetch_image(session, srv.url, outputs["3"]["images"][0])
+            assert after.size == (64, 32)

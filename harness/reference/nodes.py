@@ -234,12 +234,15 @@ def _load_image(call: NodeCall) -> Result:
     return (image, Pixels("MASK", 1, height, width, 1, (0,))), None
 
 
-def _image_saver(kind: str, compress_level: int, prefix_suffix: Callable[[], str]) -> Callable[[NodeCall], Result]:
-    """SaveImage (``output``) and PreviewImage (``temp``): one PNG per batch item, ComfyUI's names."""
+def _image_saver(kind: str, compress_level: int, prefix_suffix: Callable[[], str], name: str = "{}_{:05}_.png",
+                 passes_on: bool = False) -> Callable[[NodeCall], Result]:
+    """SaveImage (``output``) and PreviewImage (``temp``): one PNG per batch item, ComfyUI's names
+    (``name`` formats the base and the counter); ``passes_on``: the node outputs its images too."""
 
     def save(call: NodeCall) -> Result:
         with call.storage.save_lock:
-            return _save(call)
+            saved, ui = _save(call)
+        return ((call.inputs["images"],) if passes_on else saved), ui
 
     def _save(call: NodeCall) -> Result:
         images = call.inputs["images"].as_kind("IMAGE")
@@ -257,7 +260,7 @@ def _image_saver(kind: str, compress_level: int, prefix_suffix: Callable[[], str
         results = []
         large = kind == "output" and call.storage.large_output is not None
         for batch_number in range(images.batch):
-            filename = f"{base.replace('%batch_num%', str(batch_number))}_{counter:05}_.png"
+            filename = name.format(base.replace('%batch_num%', str(batch_number)), counter)
             try:
                 if large:
                     # The profile's output_megabytes: the server's one noise PNG (its own size, no metadata).
@@ -304,6 +307,17 @@ def _preview_suffix() -> str:
     return "_temp_" + "".join(random.choice("abcdefghijklmnopqrstupvxyz") for _ in range(5))
 
 
+_SAVE_ADVANCED_PNG = _image_saver("output", 4, str, "{}_{:05}.png", passes_on=True)
+
+
+def _save_advanced(call: NodeCall) -> Result:
+    """SaveImageAdvanced (0.33.0 comfy_extras/nodes_images.py) as PNG: ``<prefix>_<counter>.png``. With no
+    underscore after the counter its own files never advance it (``map_filename`` reads them as 0), so
+    each save writes ``_00001.png`` again, as the real node does. EXR is not written: its files and UI
+    entry are left out, and the workflow returns no output here."""
+    return _SAVE_ADVANCED_PNG(call) if call.inputs.get("format") == "png" else _passthrough(call)
+
+
 _BEHAVIOURS: dict[str, Callable[[NodeCall], Result]] = {
     "EmptyImage": _empty_image,
     "EmptyLatentImage": _empty_latent,
@@ -316,6 +330,7 @@ _BEHAVIOURS: dict[str, Callable[[NodeCall], Result]] = {
     "LoadImage": _load_image,
     "SaveImage": _image_saver("output", 4, str),
     "PreviewImage": _image_saver("temp", 1, _preview_suffix),
+    "SaveImageAdvanced": _save_advanced,
     "ComfySwitchNode": _switch,
     "BatchImagesNode": _batch_images,
     "PreviewAny": _preview_any,
