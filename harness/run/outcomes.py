@@ -87,7 +87,7 @@ _INFO: dict[Outcome, OutcomeInfo] = {
         "A node ran out of GPU (or CPU) memory.",
         "Use a larger GPU, a smaller resolution or batch, or a lower-precision model.", _P, True),
     Outcome.OUTPUT_INVALID: OutcomeInfo(
-        "The run reported success but the expected images were missing, unreadable or of the wrong size.",
+        "The run reported success but returned no output, or the expected images were missing, unreadable or of the wrong size.",
         "Check the output nodes and the provider's output settings.", _P, False),
     Outcome.QUEUE_TIMEOUT: OutcomeInfo(
         "The job never started within the queue (cold start) budget.",
