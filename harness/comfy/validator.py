@@ -235,8 +235,9 @@ def _annotated_file_exists(name: Any, files: _Files) -> bool:
 
 @dataclass(frozen=True)
 class _OwnCheck:
-    """A stock node's own check, ``VALIDATE_INPUTS(s, <arg>)`` (or V3's ``validate_inputs``), that accepts:
-    the inputs in its signature, or all of them with ``**kwargs`` (``varkw``), skip ComfyUI's checks."""
+    """A stock node's own check, ``VALIDATE_INPUTS(s, <arg>)`` (or V3's ``validate_inputs``), that accepts
+    everything. The inputs in its signature skip ComfyUI's range and combo checks; with ``**kwargs``
+    (``varkw``) all of them do."""
 
     arg: str
     function: str = field(default="VALIDATE_INPUTS", kw_only=True)

@@ -241,10 +241,10 @@ def _image_saver(kind: str, compress_level: int, prefix_suffix: Callable[[], str
 
     def save(call: NodeCall) -> Result:
         with call.storage.save_lock:
-            saved, ui = _save(call)
-        return ((call.inputs["images"],) if passes_on else saved), ui
+            ui = _save(call)
+        return ((call.inputs["images"],) if passes_on else ()), ui
 
-    def _save(call: NodeCall) -> Result:
+    def _save(call: NodeCall) -> dict:
         images = call.inputs["images"].as_kind("IMAGE")
         prefix = str(call.inputs.get("filename_prefix", "ComfyUI")) + prefix_suffix()
         _refuse_outside(kind, prefix)
@@ -274,7 +274,7 @@ def _image_saver(kind: str, compress_level: int, prefix_suffix: Callable[[], str
                     call.storage.added(kind, os.path.join(subfolder, filename))
             results.append({"filename": filename, "subfolder": subfolder, "type": kind})
             counter += 1
-        return (), {"images": results}
+        return {"images": results}
 
     return save
 
