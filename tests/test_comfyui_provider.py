@@ -20,7 +20,9 @@ import pytest
 from aiohttp import web
 
 from conftest import load_json, outcome, run_provider
+from harness.run.cases import OutputCheck
 from harness.run.endpoints import Endpoint, Timeouts
+from harness.run.engine import check_outputs
 from harness.run.outcomes import Outcome
 from harness.providers.comfyui import ComfyUIProvider
 from harness.reference.profile import FailureRule, Profile
@@ -199,9 +201,10 @@ def test_repro_uses_env_var_names_never_secrets(monkeypatch):
     asyncio.run(provider.aclose())
 
 
-async def test_events_holding_nan_are_read(tmp_path):
-    """ComfyUI writes its events with Python's json, which spells a NaN float ``NaN`` (not JSON): a custom
-    node's progress value can be one. Such events are still read, so the cell knows what ran."""
+@contextlib.asynccontextmanager
+async def _one_prompt(events: list[tuple[str, dict]], outputs: dict, files: dict[str, bytes] = {}):
+    """A server that takes one prompt (p1): sends ``events`` on its websocket, then keeps a successful history
+    entry with ``outputs`` and serves ``files`` on /view by name; yields its URL."""
     sockets: list[web.WebSocketResponse] = []
 
     async def ws(request: web.Request) -> web.WebSocketResponse:
@@ -213,23 +216,50 @@ async def test_events_holding_nan_are_read(tmp_path):
         return socket
 
     async def prompt(request: web.Request) -> web.Response:
-        events = [("execution_start", {}), ("execution_cached", {"nodes": ["1"]}), ("executing", {"node": "2"}),
-                  ("executing", {"node": "3"}), ("executing", {"node": None})]
         for kind, data in events:
-            await sockets[0].send_str(json.dumps({"type": kind, "data": {**data, "prompt_id": "p1", "value": float("nan")}}))
+            await sockets[0].send_str(json.dumps({"type": kind, "data": {**data, "prompt_id": "p1"}}))
         return web.json_response({"prompt_id": "p1", "number": 1, "node_errors": {}})
 
     async def history(request: web.Request) -> web.Response:
-        return web.json_response({"p1": {"outputs": {}, "status": {"status_str": "success", "completed": True, "messages": []}}})
+        return web.json_response({"p1": {"outputs": outputs, "status": {"status_str": "success", "completed": True, "messages": []}}})
+
+    async def view(request: web.Request) -> web.Response:
+        return web.Response(body=files[request.query["filename"]], content_type="video/mp4")
 
     app = web.Application()
     app.router.add_get("/ws", ws)
     app.router.add_post("/prompt", prompt)
     app.router.add_get("/history/{id}", history)
+    app.router.add_get("/view", view)
     async with _serving(app) as url:
+        yield url
+
+
+async def test_events_holding_nan_are_read(tmp_path):
+    """ComfyUI writes its events with Python's json, which spells a NaN float ``NaN`` (not JSON): a custom
+    node's progress value can be one. Such events are still read, so the cell knows what ran."""
+    events = [("execution_start", {}), ("execution_cached", {"nodes": ["1"]}), ("executing", {"node": "2"}),
+              ("executing", {"node": "3"}), ("executing", {"node": None})]
+    async with _one_prompt([(kind, {**data, "value": float("nan")}) for kind, data in events], {}) as url:
         record = await run(url, SMOKE, tmp_path)
     assert record.classification is None
     assert (record.cached_nodes, record.executed_nodes) == (1, 2)
+
+
+async def test_a_saved_video_is_the_runs_output(tmp_path):
+    """SaveVideo's file is listed among the node's images, ``animated`` beside it (comfy_api's PreviewVideo).
+    It is downloaded and proven a whole video of its frame size, and a stated size is checked against it."""
+    video = (Path(__file__).resolve().parents[1] / "fixtures" / "outputs" / "h264_64x48.mp4").read_bytes()
+    saved = {"filename": "ComfyUI_00001_.mp4", "subfolder": "video", "type": "output"}
+    async with _one_prompt([("executing", {"node": None})], {"9": {"images": [saved], "animated": [True]}},
+                           {"ComfyUI_00001_.mp4": video}) as url:
+        record = await run(url, SMOKE, tmp_path)
+    assert record.classification is None
+    [output] = record.images
+    assert (output.filename, output.format, output.width, output.height, output.error) == ("ComfyUI_00001_.mp4", "MP4", 64, 48, None)
+    assert Path(output.path).read_bytes() == video
+    assert check_outputs(record.images, OutputCheck()) is None and check_outputs(record.images, OutputCheck(width=64)) is None
+    assert check_outputs(record.images, OutputCheck(width=512)).evidence.message == "ComfyUI_00001_.mp4: width 64 (expected 512)"
 
 
 async def test_a_prompt_that_kills_the_worker_is_named_and_so_is_the_queue_behind_it(reference_endpoint, tmp_path):

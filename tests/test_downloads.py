@@ -1,14 +1,16 @@
-"""Downloads are written as they arrive, and a small one is inspected from the bytes already in hand."""
+"""Downloads are written as they arrive, and a small one is inspected from the bytes already in hand; a
+video among the outputs (ComfyUI lists SaveVideo's with the images) is proven whole from its container."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from harness.providers.base import inspect_image, save_stream
+from harness.providers.base import inspect_image, output_suffix, save_stream
 from harness.providers.capped import ReplyTooLarge
 from harness.run.endpoints import Limits
 
@@ -57,3 +59,45 @@ def test_a_download_past_output_mb_stops_and_leaves_no_file(tmp_path, declared):
         asyncio.run(save_stream(tmp_path / "big.png", endless(), Limits(output_mb=2), declared))
     assert not (tmp_path / "big.png").exists()
     assert len(sent) == (0 if declared else 3)
+
+
+OUTPUTS = Path(__file__).resolve().parents[1] / "fixtures" / "outputs"
+
+
+@pytest.mark.parametrize("name, fmt, size", [
+    ("h264_64x48.mp4", "MP4", (64, 48)),
+    ("h264_aac_80x48.mp4", "MP4", (80, 48)),  # its first track is the sound one
+    ("h264_48x64.mkv", "MKV", (48, 64)),
+    ("vp9_64x32.webm", "WEBM", (64, 32)),
+    ("h264_32x48.mov", "MOV", (32, 48)),
+])
+def test_a_video_is_an_output_with_its_container_and_frame_size(name, fmt, size):
+    """Real PyAV files, written as ComfyUI's SaveVideo writes them (fixtures/outputs/README.md)."""
+    path = OUTPUTS / name
+    data = path.read_bytes()
+    from_memory, from_disk = inspect_image(path, name, data=data), inspect_image(path, name)
+    assert from_memory == from_disk
+    assert (from_memory.error, from_memory.format, from_memory.width, from_memory.height) == (None, fmt, *size)
+    assert output_suffix(data) == path.suffix
+
+
+@pytest.mark.parametrize("name, cut, error", [
+    ("h264_64x48.mp4", -10, "is not a whole video: its MP4 container is cut short: the 'moov' box at byte 799 needs "
+                            "952 bytes, 942 are left"),
+    ("h264_64x48.mp4", 40, "is not a whole video: its MP4 container has no 'moov' box (the file was not finished)"),
+    ("vp9_64x32.webm", -10, "is not a whole video: its WEBM container is cut short: the Segment at byte 36 needs "
+                            "582 bytes, 572 are left"),
+    ("h264_48x64.mkv", 12, "is not a whole video: its Matroska container is cut short: the EBML header at byte 0 "
+                           "needs 40 bytes, 12 are left"),
+    ("aac_only.mp4", None, "is not a whole video: its MP4 container has no video track"),
+])
+def test_a_video_cut_short_or_without_pictures_is_no_output(tmp_path, name, cut, error):
+    data = (OUTPUTS / name).read_bytes()[:cut]
+    (tmp_path / name).write_bytes(data)
+    assert inspect_image(tmp_path / name, name, data=data).error == inspect_image(tmp_path / name, name).error == error
+
+
+def test_a_file_that_is_neither_still_says_it_is_no_image(tmp_path):
+    (tmp_path / "x.bin").write_bytes(b"\0\0\0\x18notaboxatall" * 4)
+    assert inspect_image(tmp_path / "x.bin", "x.bin").error.startswith("does not decode as an image: cannot identify image file")
+    assert output_suffix(b"\x89PNG\r\n") == ".png" and output_suffix(b"GIF89a") == ".gif" and output_suffix(b"??") == ".bin"

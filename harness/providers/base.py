@@ -34,6 +34,7 @@ from harness.errors import LocalResourceError
 from harness.run.classify import Classification, Evidence
 from harness.run.endpoints import Endpoint, Limits
 from harness.providers.capped import CappedTransport, ReplyTooLarge, capped
+from harness.providers.videos import BrokenVideo, read_video, video_suffix
 from harness.run.outcomes import Outcome
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "excerpt",
     "failure",
     "inspect_image",
+    "output_suffix",
     "phase",
     "plain_client",
     "refusal",
@@ -78,7 +80,7 @@ class OutputImage:
     width: int | None = None
     height: int | None = None
     error: str | None = None
-    """Why it did not decode as an image, if it did not."""
+    """Why it is neither an image that decodes nor a whole video, if it is not."""
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -343,7 +345,8 @@ async def save_stream(target: Path, chunks: AsyncIterator[bytes], limits: Limits
 
 
 def inspect_image(path: Path, filename: str, type_: str = "output", data: bytes | None = None) -> OutputImage:
-    """Prove a downloaded file is an image: read its header and verify its data without keeping pixels.
+    """Prove a downloaded file is an image or a video: read its header and verify its data without keeping
+    pixels (a video's container is walked through to its end, see ``videos``).
 
     ``data`` is the file's bytes when the caller still holds them: read from memory, not opened again
     (55 against 78 µs for a 512×512 PNG here)."""
@@ -353,8 +356,28 @@ def inspect_image(path: Path, filename: str, type_: str = "output", data: bytes 
             fmt, (width, height) = im.format, im.size
             im.verify()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        return OutputImage(filename, str(path), size, type_, error=f"does not decode as an image: {exc}")
+        return _inspect_video(path, filename, type_, data, size, f"does not decode as an image: {exc}")
     return OutputImage(filename, str(path), size, type_, fmt, width, height)
+
+
+_IMAGE_MAGIC = ((b"\x89PNG", ".png"), (b"\xff\xd8", ".jpg"), (b"RIFF", ".webp"), (b"GIF8", ".gif"))
+
+
+def output_suffix(data: bytes) -> str:
+    """A file name's suffix for an output's bytes, from its magic number: an app's own labels are not trusted."""
+    return next((s for magic, s in _IMAGE_MAGIC if data.startswith(magic)), None) or video_suffix(data) or ".bin"
+
+
+def _inspect_video(path: Path, filename: str, type_: str, data: bytes | None, size: int, not_image: str) -> OutputImage:
+    """A file that is no image: a video (ComfyUI lists SaveVideo's among the images), else ``not_image``."""
+    try:
+        with io.BytesIO(data) if data is not None else path.open("rb") as fh:
+            video = read_video(fh, size)
+    except BrokenVideo as exc:
+        return OutputImage(filename, str(path), size, type_, error=f"is not a whole video: {exc}")
+    if video is None:
+        return OutputImage(filename, str(path), size, type_, error=not_image)
+    return OutputImage(filename, str(path), size, type_, video.format, video.width, video.height)
 
 
 class BaseProvider:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.providers.base import OutputImage, failure, inspect_image, with_retry_after
+from harness.providers.base import OutputImage, failure, inspect_image, output_suffix, with_retry_after
 from harness.run.classify import Classification, Evidence, classify_event, classify_prompt_response
 from harness.run.outcomes import Outcome
 
@@ -38,8 +38,6 @@ __all__ = ["PROMPT", "WORKFLOW", "RequestMapping", "decode_image", "pluck"]
 
 WORKFLOW = "{{workflow}}"
 PROMPT = "{{prompt}}"
-_SUFFIXES = ((b"\x89PNG", ".png"), (b"\xff\xd8", ".jpg"), (b"RIFF", ".webp"))
-"""Magic numbers of the image formats an app may send: its own labels are not trusted for the name."""
 _HIDDEN_HINT = ("Give the endpoint `object_info:` (a saved /object_info of the ComfyUI behind the app) so the preflight "
                 "can prove a validation failure, or have the app pass ComfyUI's answer through (comfyui_error, node_errors).")
 
@@ -198,7 +196,7 @@ def decode_image(index: int, ref: Any, outputs_dir: Path) -> OutputImage:
     except binascii.Error as exc:
         return OutputImage(name, "", 0, error=f"not valid base64: {exc}")
     outputs_dir.mkdir(parents=True, exist_ok=True)
-    suffix = next((s for magic, s in _SUFFIXES if data.startswith(magic)), ".bin")
+    suffix = output_suffix(data)
     target = outputs_dir / f"{name}{suffix}"
     target.write_bytes(data)
     return inspect_image(target, target.name, data=data)

@@ -39,6 +39,7 @@ from harness.providers.base import (
     excerpt,
     failure,
     inspect_image,
+    output_suffix,
     phase,
     plain_client,
     refusal,
@@ -53,9 +54,6 @@ __all__ = ["COMFYAPP", "ModalProvider"]
 COMFYAPP: Mapping[str, Any] = {"path": "", "body": {"prompt": PROMPT}, "response": "bytes", "images": "images"}
 """The request settings of modal-examples' comfyapp, the defaults of every ``request`` field."""
 _SEE_OTHER = 303
-# Magic numbers of the formats an app may send; comfyapp labels its PNG bytes image/jpeg, so the
-# Content-Type is not trusted for the file name.
-_SUFFIXES = ((b"\x89PNG", ".png"), (b"\xff\xd8", ".jpg"), (b"RIFF", ".webp"))
 
 
 class ModalProvider(BaseProvider):
@@ -195,7 +193,7 @@ def _json_or_none(response: httpx.Response) -> Any:
 
 
 def _save(index: int, data: bytes, outputs_dir: Path) -> OutputImage:
-    suffix = next((s for magic, s in _SUFFIXES if data.startswith(magic)), ".bin")
+    suffix = output_suffix(data)  # comfyapp labels its PNG bytes image/jpeg: its Content-Type is not trusted
     outputs_dir.mkdir(parents=True, exist_ok=True)
     target = outputs_dir / f"image_{index}{suffix}"
     target.write_bytes(data)

@@ -71,8 +71,9 @@ def check_outputs(images: Sequence[OutputImage], expected: OutputCheck, other_ou
     """``output_invalid`` when a successful run's saved images are missing, unreadable or the wrong size,
     or, where the case states no ``min_images``, when it returned no output at all.
 
-    Only saved images (type ``output``) count: previews that output nodes such as FluxResolutionNode
-    emit along the way are not what a workflow is run for. A workflow that makes audio or text is run
+    Only saved images (type ``output``) count, a saved video among them (ComfyUI lists SaveVideo's with the
+    images; its size is its frames'): previews that output nodes such as FluxResolutionNode emit along the
+    way are not what a workflow is run for. A workflow that makes audio or text is run
     for those (``other_outputs``), so an unstated expectation takes them as its output.
     """
     images = [i for i in images if i.type == "output"]
