@@ -334,3 +334,42 @@ async def test_save_image_advanced_writes_png_passes_its_images_on_and_rewrites_
             assert saved.size == (64, 32) and saved.getpixel((0, 0)) == ((color >> 16) & 0xFF, (color >> 8) & 0xFF, color & 0xFF)
             after = await fetch_image(session, srv.url, outputs["3"]["images"][0])
             assert after.size == (64, 32)
+
+
+def _frames_saved(saver: str, **inputs) -> dict:
+    """Four 80×48 frames into ``saver``, SaveVideo through CreateVideo."""
+    frames = {"class_type": "EmptyImage", "inputs": {"width": 80, "height": 48, "batch_size": 4, "color": 0}}
+    if saver == "SaveVideo":
+        return {"1": frames, "2": {"class_type": "CreateVideo", "inputs": {"images": ["1", 0], "fps": 8.0}},
+                "3": {"class_type": "SaveVideo", "inputs": {"video": ["2", 0], "filename_prefix": "video/clip", **inputs}}}
+    return {"1": frames, "3": {"class_type": saver, "inputs": {"images": ["1", 0], "filename_prefix": "clip", "fps": 8.0, **inputs}}}
+
+
+_WEBM = {"codec": "vp9", "crf": 32.0}
+_WEBP = {"lossless": False, "quality": 80, "method": "default"}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("version, saver, inputs, saved, fmt", [
+    ("0.3.64", "SaveVideo", {"format": "auto", "codec": "auto"}, ("clip_00001_.mp4", "video"), "MP4"),
+    ("0.33.0", "SaveVideo", {"format": "auto", "format.codec": "auto", "codec": "auto"}, ("clip_00001_.mp4", "video"), "MP4"),
+    ("0.33.0", "SaveVideo", {"format": "mkv", "format.codec": "h264", "codec": "auto"}, ("clip_00001_.mkv", "video"), "MKV"),
+    ("0.33.0", "SaveVideo", {"format": "auto", "format.codec": "av1", "codec": "auto"}, ("clip_00001_.webm", "video"), "WEBM"),
+    ("0.3.64", "SaveWEBM", _WEBM, ("clip_00001_.webm", ""), "WEBM"),
+    ("0.3.64", "SaveAnimatedWEBP", _WEBP, ("clip_00001_.webp", ""), "WEBP"),
+    ("0.33.0", "SaveAnimatedPNG", {"compress_level": 4}, ("clip_00001_.png", ""), "PNG"),
+])
+async def test_video_and_animation_savers_list_one_file_among_the_images_beside_animated(version, saver, inputs, saved, fmt, tmp_path):
+    """comfy_api's PreviewVideo: ``{"images": [the file], "animated": [true]}``; SaveAnimatedWEBP/PNG alike,
+    one file of all the frames. The harness downloads it and reads the container and frame size."""
+    from conftest import run_provider
+
+    profile = "stock" if version == "0.3.64" else load_profile("stock", "0.33.0")
+    async with running_server(profile) as srv, aiohttp.ClientSession() as session:
+        body, _ = await run(session, srv.url, _frames_saved(saver, **inputs))
+        outputs = (await history(session, srv.url, body["prompt_id"]))["outputs"]
+        assert outputs == {"3": {"images": [{"filename": saved[0], "subfolder": saved[1], "type": "output"}], "animated": [True]}}
+        record = await run_provider("comfyui", srv.url, _frames_saved(saver, **inputs), tmp_path)
+    [output] = record.images
+    assert (record.classification, output.format, output.width, output.height, output.error) == (None, fmt, 80, 48, None)
+    assert output.filename == saved[0]  # the same prompt again: its output node is cached, as ComfyUI's is

@@ -149,6 +149,18 @@ async def test_a_run_decodes_base64_images_and_reports_runpod_timings(reference_
         assert "prompt" not in png.text
 
 
+async def test_a_saved_video_comes_back_base64_among_the_images(reference_endpoint, tmp_path):
+    """worker-comfyui returns every file of ``outputs[*].images``: SaveVideo's MP4 is one (ComfyUI lists it
+    there), so the video arrives as base64 like an image and is read as a video of its frame size."""
+    frames = {"class_type": "EmptyImage", "inputs": {"width": 80, "height": 48, "batch_size": 4, "color": 0}}
+    workflow = {"1": frames, "2": {"class_type": "CreateVideo", "inputs": {"images": ["1", 0], "fps": 8.0}},
+                "3": {"class_type": "SaveVideo", "inputs": {"video": ["2", 0], "filename_prefix": "video/clip",
+                                                            "format": "auto", "codec": "auto"}}}
+    record = await run(platform(reference_endpoint("stock")), workflow, tmp_path)
+    [video] = record.images
+    assert (record.classification, video.filename, video.format, video.width, video.height) == (None, "clip_00001_.mp4", "MP4", 80, 48)
+
+
 async def test_runsync_gets_the_result_in_the_submitting_request(reference_endpoint, tmp_path):
     srv = reference_endpoint("stock")
     record = await run(platform(srv), SMOKE, tmp_path, runsync=True)

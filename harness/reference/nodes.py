@@ -1,7 +1,7 @@
 """What nodes compute on the reference endpoint: no tensors, only the facts a compatibility run checks.
 
-Image-like values (IMAGE, MASK, LATENT) carry their batch size, height, width, channel count and a flat
-colour; model-like values (MODEL, CLIP, VAE, CONDITIONING, ...) are opaque handles. A few classes are
+Image-like values (IMAGE, MASK, LATENT, VIDEO) carry their batch size (a video's frames), height, width,
+channel count and a flat colour; model-like values (MODEL, CLIP, VAE, CONDITIONING, ...) are opaque handles. A few classes are
 modelled after their real code (sizes, file I/O, the recorded failures); every other class passes the
 size of its first image-like input through to its image-like outputs.
 """
@@ -13,6 +13,7 @@ import os
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
@@ -23,16 +24,19 @@ from harness.comfy.validator import Flavour
 from harness.reference.failures import RUN_FRAMES_0_33_0, V3_CALL_FRAMES, NodeFailure, frame
 from harness.reference.png import write_flat_png
 from harness.reference.storage import Storage
+from harness.reference.video import write_video
 
 __all__ = ["Handle", "NodeCall", "Pixels", "format_value", "run_node"]
 
 _LATENT_SCALE = 8
-_IMAGE_KINDS = ("IMAGE", "MASK", "LATENT")
+_IMAGE_KINDS = ("IMAGE", "MASK", "LATENT", "VIDEO")
+_PIXEL_KINDS = {"IMAGE", "MASK", "VIDEO"}
+"""Kinds measured in pixels: a latent is in cells of 8."""
 
 
 @dataclass(frozen=True)
 class Pixels:
-    """An IMAGE, MASK or LATENT; a LATENT's height and width are in latent cells (pixels / 8)."""
+    """An IMAGE, MASK, LATENT or VIDEO; a LATENT's height and width are in latent cells (pixels / 8)."""
 
     kind: str
     batch: int
@@ -43,7 +47,7 @@ class Pixels:
 
     def as_kind(self, kind: str) -> Pixels:
         """The same picture as another kind: latents grow ×8 when decoded, images shrink when encoded."""
-        if kind == self.kind or {kind, self.kind} <= {"IMAGE", "MASK"}:
+        if kind == self.kind or {kind, self.kind} <= _PIXEL_KINDS:
             return replace(self, kind=kind)
         if kind == "LATENT":
             return replace(self, kind=kind, height=self.height // _LATENT_SCALE, width=self.width // _LATENT_SCALE)
@@ -318,6 +322,57 @@ def _save_advanced(call: NodeCall) -> Result:
     return _SAVE_ADVANCED_PNG(call) if call.inputs.get("format") == "png" else _passthrough(call)
 
 
+def _whole_saver(extension: Callable[[NodeCall], str], write: Callable[[Path, Pixels, NodeCall], None],
+                 animated: Callable[[Pixels], bool] = lambda frames: True) -> Callable[[NodeCall], Result]:
+    """Savers that write all their frames into one file, ``<prefix>_<counter>_.<ext>``, listed among the
+    node's images with ``animated`` beside it: SaveVideo and SaveWEBM (comfy_api's PreviewVideo, always
+    animated), SaveAnimatedWEBP (animated unless one frame), SaveAnimatedPNG. On 0.33.0 they pass their
+    input on (its catalogue lists an output)."""
+
+    def save(call: NodeCall) -> Result:
+        source = call.inputs.get("video", call.inputs.get("images"))
+        frames = source if isinstance(source, Pixels) else Pixels("VIDEO", 1, 512, 512)
+        prefix = str(call.inputs.get("filename_prefix", "ComfyUI"))
+        _refuse_outside("output", prefix)
+        with call.storage.save_lock:
+            folder, base, subfolder, counter = call.storage.next_save_path("output", prefix)
+            filename = f"{base}_{counter:05}_.{extension(call)}"
+            try:
+                write(folder / filename, frames, call)
+            finally:
+                if (folder / filename).exists():
+                    call.storage.added("output", os.path.join(subfolder, filename))
+        ui = {"images": [{"filename": filename, "subfolder": subfolder, "type": "output"}], "animated": [animated(frames)]}
+        return ((source,) if call.node.outputs else ()), ui
+
+    return save
+
+
+def _save_video_container(call: NodeCall) -> str:
+    """SaveVideo's ``format``: ``auto`` is WebM for AV1 (0.33.0's ``format.codec``), else MP4."""
+    chosen = str(call.inputs.get("format", "auto"))
+    if chosen == "auto":
+        return "webm" if call.inputs.get("format.codec") == "av1" else "mp4"
+    return chosen
+
+
+def _write_video(path: Path, frames: Pixels, call: NodeCall) -> None:
+    """A container with the video track's header and no frames (``video``)."""
+    write_video(path, path.suffix[1:], frames.width, frames.height)
+
+
+def _write_animated(fmt: str) -> Callable[[Path, Pixels, NodeCall], None]:
+    """Pillow's animated WebP or PNG of the flat frames, ``fps`` apart (Pillow merges identical frames)."""
+
+    def write(path: Path, frames: Pixels, call: NodeCall) -> None:
+        mode = "RGBA" if frames.channels == 4 else "RGB"
+        picture = Image.new(mode, (frames.width, frames.height), (tuple(frames.colour) * 3)[: len(mode)])
+        duration = int(1000.0 / float(call.number("fps")))
+        picture.save(path, fmt, save_all=True, append_images=[picture] * (frames.batch - 1), duration=duration)
+
+    return write
+
+
 _BEHAVIOURS: dict[str, Callable[[NodeCall], Result]] = {
     "EmptyImage": _empty_image,
     "EmptyLatentImage": _empty_latent,
@@ -336,6 +391,10 @@ _BEHAVIOURS: dict[str, Callable[[NodeCall], Result]] = {
     "PreviewAny": _preview_any,
     "StringFormat": _string_format,
     "CustomCombo": _custom_combo,
+    "SaveVideo": _whole_saver(_save_video_container, _write_video),
+    "SaveWEBM": _whole_saver(lambda call: "webm", _write_video),
+    "SaveAnimatedWEBP": _whole_saver(lambda call: "webp", _write_animated("WEBP"), animated=lambda frames: frames.batch != 1),
+    "SaveAnimatedPNG": _whole_saver(lambda call: "png", _write_animated("PNG")),
 }
 
 @dataclass(frozen=True)
