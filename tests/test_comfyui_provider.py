@@ -262,6 +262,17 @@ async def test_a_saved_video_is_the_runs_output(tmp_path):
     assert check_outputs(record.images, OutputCheck(width=512)).evidence.message == "ComfyUI_00001_.mp4: width 64 (expected 512)"
 
 
+async def test_a_previewed_sound_is_no_output(tmp_path):
+    """PreviewAudio's file is in the temp folder (``type: temp``): a preview, as a previewed image is, so a
+    run that only previews returned no output; SaveAudio's, in the output folder, is one."""
+    previewed = {"filename": "ComfyUI_temp_abcde_00001_.flac", "subfolder": "", "type": "temp"}
+    saved = {"filename": "ComfyUI_00001_.flac", "subfolder": "audio", "type": "output"}
+    async with _one_prompt([("executing", {"node": None})], {"3": {"audio": [previewed]}}) as url:
+        assert (await run(url, SMOKE, tmp_path)).other_outputs == 0
+    async with _one_prompt([("executing", {"node": None})], {"3": {"audio": [previewed]}, "4": {"audio": [saved]}}) as url:
+        assert (await run(url, SMOKE, tmp_path)).other_outputs == 1
+
+
 async def test_a_prompt_that_kills_the_worker_is_named_and_so_is_the_queue_behind_it(reference_endpoint, tmp_path):
     """ComfyUI 0.33.0's prompt worker dies on an undeclared input linked to a node the prompt lacks (recorded:
     the prompt stays running, nothing after it runs, HTTP answers on). The reference does the same; the

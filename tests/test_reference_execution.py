@@ -373,3 +373,23 @@ async def test_video_and_animation_savers_list_one_file_among_the_images_beside_
     [output] = record.images
     assert (record.classification, output.format, output.width, output.height, output.error) == (None, fmt, 80, 48, None)
     assert output.filename == saved[0]  # the same prompt again: its output node is cached, as ComfyUI's is
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("version", ["0.3.64", "0.33.0"])
+async def test_save_audio_lists_its_flac_under_audio_and_the_run_has_an_output(version, tmp_path):
+    """SaveAudio's UI is ``{"audio": [the file]}``: not an image, an output all the same (a FLAC of no samples)."""
+    from conftest import run_provider
+
+    workflow = {"1": {"class_type": "EmptyAudio", "inputs": {"duration": 1.0, "sample_rate": 44100, "channels": 1}},
+                "2": {"class_type": "SaveAudio", "inputs": {"audio": ["1", 0], "filename_prefix": "audio/clip"}}}
+    profile = "stock" if version == "0.3.64" else load_profile("stock", "0.33.0")
+    async with running_server(profile) as srv, aiohttp.ClientSession() as session:
+        body, _ = await run(session, srv.url, workflow)
+        outputs = (await history(session, srv.url, body["prompt_id"]))["outputs"]
+        saved = {"filename": "clip_00001_.flac", "subfolder": "audio", "type": "output"}
+        assert outputs == {"2": {"audio": [saved]}}
+        async with session.get(f"{srv.url}/view", params=saved) as resp:
+            assert resp.status == 200 and (await resp.read())[:4] == b"fLaC"
+        record = await run_provider("comfyui", srv.url, workflow, tmp_path)
+    assert (record.classification, record.images, record.other_outputs) == (None, (), 1)

@@ -400,11 +400,13 @@ def _decoded(body: bytes, charset: str | None) -> str:
 
 def _other_outputs(entry: Any) -> int:
     """The history entry's outputs that are not images: each item under a node's keys but ``images`` and
-    ``animated`` (the flag beside a video's frames): SaveAudio's ``audio``, PreviewAny's ``text``..."""
+    ``animated`` (the flag beside a video or an animation): SaveAudio's ``audio``, PreviewAny's ``text``...
+    A file in the temp folder is a preview (PreviewAudio's), no more an output than a previewed image."""
     outputs = entry.get("outputs") if isinstance(entry, dict) else None
     if not isinstance(outputs, dict):
         return 0
-    return sum(len(value) if isinstance(value, list) else 1 for node in outputs.values() if isinstance(node, dict)
+    return sum(sum(1 for item in value if not (isinstance(item, dict) and item.get("type") == "temp")) if isinstance(value, list) else 1
+               for node in outputs.values() if isinstance(node, dict)
                for key, value in node.items() if key not in ("images", "animated"))
 
 

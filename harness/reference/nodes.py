@@ -24,7 +24,7 @@ from harness.comfy.validator import Flavour
 from harness.reference.failures import RUN_FRAMES_0_33_0, V3_CALL_FRAMES, NodeFailure, frame
 from harness.reference.png import write_flat_png
 from harness.reference.storage import Storage
-from harness.reference.video import write_video
+from harness.reference.media import write_flac, write_video
 
 __all__ = ["Handle", "NodeCall", "Pixels", "format_value", "run_node"]
 
@@ -322,15 +322,23 @@ def _save_advanced(call: NodeCall) -> Result:
     return _SAVE_ADVANCED_PNG(call) if call.inputs.get("format") == "png" else _passthrough(call)
 
 
+_Listed = Callable[[dict, Pixels], dict]
+
+
+def _video_ui(entry: dict, frames: Pixels) -> dict:
+    """comfy_api's PreviewVideo: the file among the images, always animated."""
+    return {"images": [entry], "animated": [True]}
+
+
 def _whole_saver(extension: Callable[[NodeCall], str], write: Callable[[Path, Pixels, NodeCall], None],
-                 animated: Callable[[Pixels], bool] = lambda frames: True) -> Callable[[NodeCall], Result]:
-    """Savers that write all their frames into one file, ``<prefix>_<counter>_.<ext>``, listed among the
-    node's images with ``animated`` beside it: SaveVideo and SaveWEBM (comfy_api's PreviewVideo, always
-    animated), SaveAnimatedWEBP (animated unless one frame), SaveAnimatedPNG. On 0.33.0 they pass their
-    input on (its catalogue lists an output)."""
+                 listed: _Listed = _video_ui) -> Callable[[NodeCall], Result]:
+    """Savers that write all their frames (or all the sound) into one file, ``<prefix>_<counter>_.<ext>``,
+    ``listed`` in the node's UI: SaveVideo and SaveWEBM among the images, always animated; SaveAnimatedWEBP
+    animated unless one frame, SaveAnimatedPNG always; SaveAudio under ``audio``. On 0.33.0 they pass
+    their input on (its catalogue lists an output)."""
 
     def save(call: NodeCall) -> Result:
-        source = call.inputs.get("video", call.inputs.get("images"))
+        source = next((call.inputs[k] for k in ("video", "images", "audio") if k in call.inputs), None)
         frames = source if isinstance(source, Pixels) else Pixels("VIDEO", 1, 512, 512)
         prefix = str(call.inputs.get("filename_prefix", "ComfyUI"))
         _refuse_outside("output", prefix)
@@ -342,7 +350,7 @@ def _whole_saver(extension: Callable[[NodeCall], str], write: Callable[[Path, Pi
             finally:
                 if (folder / filename).exists():
                     call.storage.added("output", os.path.join(subfolder, filename))
-        ui = {"images": [{"filename": filename, "subfolder": subfolder, "type": "output"}], "animated": [animated(frames)]}
+        ui = listed({"filename": filename, "subfolder": subfolder, "type": "output"}, frames)
         return ((source,) if call.node.outputs else ()), ui
 
     return save
@@ -393,8 +401,11 @@ _BEHAVIOURS: dict[str, Callable[[NodeCall], Result]] = {
     "CustomCombo": _custom_combo,
     "SaveVideo": _whole_saver(_save_video_container, _write_video),
     "SaveWEBM": _whole_saver(lambda call: "webm", _write_video),
-    "SaveAnimatedWEBP": _whole_saver(lambda call: "webp", _write_animated("WEBP"), animated=lambda frames: frames.batch != 1),
+    "SaveAnimatedWEBP": _whole_saver(lambda call: "webp", _write_animated("WEBP"),
+                                     lambda entry, frames: {"images": [entry], "animated": [frames.batch != 1]}),
     "SaveAnimatedPNG": _whole_saver(lambda call: "png", _write_animated("PNG")),
+    "SaveAudio": _whole_saver(lambda call: "flac", lambda path, frames, call: write_flac(path),
+                              lambda entry, frames: {"audio": [entry]}),
 }
 
 @dataclass(frozen=True)

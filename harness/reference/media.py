@@ -1,9 +1,10 @@
-"""Videos the reference endpoint saves: a real container holding one video track's header and no frames.
+"""Videos and sounds the reference endpoint saves: real containers holding a header and no frames.
 
-The reference computes no pixels (see ``nodes``), so its SaveVideo and SaveWEBM write what a check can
-read of a video, its container and frame size: MP4 (``ftyp``, then ``moov`` with the track's ``tkhd``
-and ``hdlr vide``) or Matroska (EBML header, then a Segment whose Tracks hold the video track's pixel
-size). ``harness.providers.videos`` reads these as it reads PyAV's.
+The reference computes no pixels or samples (see ``nodes``), so its SaveVideo and SaveWEBM write what a
+check can read of a video, its container and frame size: MP4 (``ftyp``, then ``moov`` with the track's
+``tkhd`` and ``hdlr vide``) or Matroska (EBML header, then a Segment whose Tracks hold the video track's
+pixel size); ``harness.providers.videos`` reads these as it reads PyAV's. SaveAudio writes a FLAC stream
+of no samples (its STREAMINFO block only).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-__all__ = ["write_video"]
+__all__ = ["write_flac", "write_video"]
 
 _MATRIX = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
 """The identity transform every ``mvhd`` and ``tkhd`` carries."""
@@ -57,3 +58,12 @@ def _matroska(container: str, width: int, height: int) -> bytes:
     track = _element(0xAE, _uint(0xD7, 1), _uint(0x73C5, 1), _uint(0x83, 1), _element(0x86, codec),
                      _element(0xE0, _uint(0xB0, width), _uint(0xBA, height)))
     return header + _element(0x18538067, _element(0x1654AE6B, track))
+
+
+def write_flac(path: Path, sample_rate: int = 44100, channels: int = 1) -> None:
+    """A FLAC stream of no samples at ``path``: ``fLaC`` and its one (last) metadata block, STREAMINFO."""
+    # block sizes 4096, frame sizes unknown (0), then 20 bits rate, 3 bits channels - 1, 5 bits depth - 1
+    # (16 bits), 36 bits samples (0); the MD5 of no audio is left zero, "not computed".
+    packed = (sample_rate << 44) | ((channels - 1) << 41) | (15 << 36)
+    info = struct.pack(">HH", 4096, 4096) + bytes(6) + packed.to_bytes(8, "big") + bytes(16)
+    path.write_bytes(b"fLaC" + bytes([0x80]) + len(info).to_bytes(3, "big") + info)
