@@ -31,7 +31,7 @@ from harness.run.endpoints import Endpoint  # noqa: E402
 from harness.comfy.workflows import load_workflow  # noqa: E402
 
 __all__ = ["ROOT", "EngineRun", "cases", "endpoint", "peak_rss_mb", "report", "run_engine", "server",
-           "server_process", "spread"]
+           "server_process", "spread", "titled"]
 
 SMOKE = ROOT / "workflows" / "smoke_invert.json"
 _CLI = Path(sys.executable).with_name("comfy-compat")
@@ -74,9 +74,17 @@ def server_process(**execution: Any) -> Iterator[tuple[str, int]]:
 
 
 def cases(count: int, workflow: Path = SMOKE) -> list[Case]:
-    """``count`` cases of one workflow with distinct ids (bench-000, bench-001, ...)."""
+    """``count`` cases with distinct ids (bench-000, bench-001, ...), each its own workflow, as a run of that
+    many cases would have: the same graph, its first node titled after the case (``titled``)."""
     prompt = load_workflow(workflow)
-    return [Case(id=f"bench-{i:03d}", workflow=prompt, workflow_path=workflow) for i in range(count)]
+    return [Case(id=f"bench-{i:03d}", workflow=titled(prompt, f"bench-{i:03d}"), workflow_path=workflow) for i in range(count)]
+
+
+def titled(prompt: dict, title: str) -> dict:
+    """``prompt`` with its first node's ``_meta`` title set to ``title``: a request body of its own (the
+    harness links a request.json that repeats another's bytes), the same work for the server."""
+    first = next(iter(prompt))
+    return {**prompt, first: {**prompt[first], "_meta": {"title": title}}}
 
 
 def endpoint(url: str, max_concurrency: int, name: str = "ref") -> Endpoint:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from _common import ROOT, SMOKE, server
+from _common import ROOT, SMOKE, server, titled
 
 __all__ = ["ENDPOINTS", "ChildRun", "PytestRun", "project", "run_bare_pytest", "run_engine_alone", "run_pytest"]
 
@@ -179,13 +179,17 @@ class PytestRun:
     @property
     def report_share(self) -> float:
         """The share of wall spent writing reports: matrix.json, cells.jsonl, matrix.md, report.html, fingerprints
-        (not ``cell_dir``, which makes each cell's evidence folder, as a bare client makes its download's file)."""
-        return sum(s for method, s in self.report_s.items() if method != "cell_dir") / self.wall
+        (not a cell's own files, _CELL_FILES: its evidence, as a bare client makes its download's file)."""
+        return sum(s for method, s in self.report_s.items() if method not in _CELL_FILES) / self.wall
 
     @property
     def folder_share(self) -> float:
-        """The share of wall spent making the cells' folders (``cell_dir``: a mkdir each)."""
-        return self.report_s.get("cell_dir", 0.0) / self.wall
+        """The share of wall spent making the cells' folders and request.json (a mkdir each, a file or a link)."""
+        return sum(self.report_s.get(method, 0.0) for method in _CELL_FILES) / self.wall
+
+
+_CELL_FILES = ("cell_dir", "write_request")
+"""MatrixWriter's methods that make a cell's own files."""
 
 
 @contextlib.contextmanager
@@ -197,9 +201,9 @@ def project(cells: int) -> Iterator[Path]:
         (root / "cases").mkdir()
         shutil.copy(ROOT / "cases" / "test_compat.py", root / "cases" / "test_compat.py")
         (root / "workflows").mkdir()
-        text = SMOKE.read_text(encoding="utf-8")
-        for i in range(cells // ENDPOINTS):
-            (root / "workflows" / f"w{i:05d}.json").write_text(text, encoding="utf-8")
+        prompt = json.loads(SMOKE.read_text(encoding="utf-8"))
+        for i in range(cells // ENDPOINTS):  # workflows of their own; each goes to every endpoint, as in a nightly
+            (root / "workflows" / f"w{i:05d}.json").write_text(json.dumps(titled(prompt, f"w{i:05d}")), encoding="utf-8")
         endpoints = {f"e{i}": {"kind": "comfyui", "url": url, "max_concurrency": CONCURRENCY} for i, url in enumerate(urls)}
         (root / "endpoints.yaml").write_text(yaml.safe_dump({"endpoints": endpoints}), encoding="utf-8")
         (root / "pytest.ini").write_text("[pytest]\ntestpaths = cases\n", encoding="utf-8")

@@ -1,5 +1,7 @@
 """(d) Overhead: the harness end to end ÷ the fastest bare client sending the same requests to the same
-server at the same concurrency. 1,000 cells of zero execution time, server capacity 16, concurrency 16.
+server at the same concurrency. 1,000 cells of zero execution time, server capacity 16, concurrency 16;
+the cells are 1,000 workflows (``_common.cases``), so the harness writes as many request.json files as a
+run of that many workflows would, none of them a link of another.
 
 The bare clients are plain asyncio + aiohttp, one session, and nothing else (no checks, no report): per
 prompt POST /prompt, then GET /history/{id} until the entry is there, then GET /view streamed to a file.
@@ -35,9 +37,9 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 POLL_INTERVALS = (0.0, 0.002, 0.01)
 
 
-async def _bare(url: str, workflow: dict, out: Path, cells: int, poll: float | None) -> tuple[float, float]:
-    """(wall s, CPU s) of ``cells`` prompts, CONCURRENCY at a time: polling every ``poll`` s, or (None)
-    waiting on one shared websocket."""
+async def _bare(url: str, workflows: list[dict], out: Path, cells: int, poll: float | None) -> tuple[float, float]:
+    """(wall s, CPU s) of ``cells`` prompts (``workflows`` in turn), CONCURRENCY at a time: polling every
+    ``poll`` s, or (None) waiting on one shared websocket."""
     limit = asyncio.Semaphore(CONCURRENCY)
     client_id = uuid.uuid4().hex
     finished: dict[str, asyncio.Future] = {}
@@ -58,7 +60,7 @@ async def _bare(url: str, workflow: dict, out: Path, cells: int, poll: float | N
 
         async def one(index: int) -> None:
             async with limit:
-                async with session.post("/prompt", json={"prompt": workflow, "client_id": client_id}) as response:
+                async with session.post("/prompt", json={"prompt": workflows[index % len(workflows)], "client_id": client_id}) as response:
                     prompt_id = (await response.json())["prompt_id"]
                 if poll is None:
                     await done(prompt_id)
@@ -88,10 +90,10 @@ async def _bare(url: str, workflow: dict, out: Path, cells: int, poll: float | N
                 listener.cancel()
 
 
-def _client(url: str, workflow: dict, poll: float | None) -> Callable[[int], tuple[float, float]]:
+def _client(url: str, workflows: list[dict], poll: float | None) -> Callable[[int], tuple[float, float]]:
     def run(cells: int) -> tuple[float, float]:
         with tempfile.TemporaryDirectory(prefix="comfy-compat-bench-bare-") as tmp:
-            return asyncio.run(_bare(url, workflow, Path(tmp), cells, poll))
+            return asyncio.run(_bare(url, workflows, Path(tmp), cells, poll))
     return run
 
 
@@ -102,7 +104,7 @@ def _name(poll: float | None) -> str:
 def main() -> None:
     run_cases = cases(CELLS)
     with server(capacity=CONCURRENCY) as url:
-        clients = {_name(poll): _client(url, run_cases[0].workflow, poll) for poll in (*POLL_INTERVALS, None)}
+        clients = {_name(poll): _client(url, [case.workflow for case in run_cases], poll) for poll in (*POLL_INTERVALS, None)}
         for client in clients.values():
             client(CONCURRENCY * 4)  # warm-up
         tuning = {name: client(CELLS)[0] for name, client in clients.items()}

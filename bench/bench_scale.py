@@ -48,7 +48,7 @@ def main() -> None:
               + f"; pytest alone over {cells} empty tests: CPU {bare.cpu / cells * 1000:.2f} ms per test, "
               f"peak RSS {bare.peak_rss_mb:.0f} MB", flush=True)
         print(f"bench (e) {cells} cells: {_ended(run)}, wall {run.wall:.1f} s, CPU {run.cpu / cells * 1000:.2f} ms per cell, "
-              f"peak RSS {run.peak_rss_mb:.0f} MB ({run.rss_mb_cells_done:.0f} MB before the final reports), report writing {run.report_share:.1%} of wall, cell folders {run.folder_share:.1%} "
+              f"peak RSS {run.peak_rss_mb:.0f} MB ({run.rss_mb_cells_done:.0f} MB before the final reports), report writing {run.report_share:.1%} of wall, cell folders and request.json {run.folder_share:.1%} "
               f"({', '.join(f'{m} {s:.2f}' for m, s in sorted(run.report_s.items(), key=lambda i: -i[1]) if s >= 0.01)}), "
               f"report dir {run.report_bytes / cells:,.0f} bytes per cell, wchar {run.wchar / cells:,.0f} bytes per cell",
               flush=True)

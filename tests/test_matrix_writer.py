@@ -155,3 +155,17 @@ def test_a_run_set_whole_gets_its_endpoints_costs(tmp_path):
     writer.finish()
     cost = json.loads((writer.dir / "matrix.json").read_text())["endpoints"][0]["cost"]
     assert cost["images"] == 2 and cost["per_image"] == pytest.approx(0.005)
+
+
+def test_a_request_sent_again_is_a_link_of_the_first_and_never_written_through(tmp_path):
+    """The same body for another cell is a hard link (one inode); a different one is a file of its own, and
+    a cell's request written again never changes the cells it was linked with."""
+    writer = MatrixWriter(tmp_path)
+    first, again, other = (writer.write_request(writer.cell_dir("smoke", e), body)
+                           for e, body in (("a", '{"prompt": 1}'), ("b", '{"prompt": 1}'), ("c", '{"prompt": 2}')))
+    assert first.stat().st_ino == again.stat().st_ino != other.stat().st_ino
+    assert (first.stat().st_nlink, other.stat().st_nlink) == (2, 1)
+    assert writer.write_request(again.parent, '{"prompt": 3}') == again
+    assert (first.read_text(), again.read_text(), other.read_text()) == ('{"prompt": 1}', '{"prompt": 3}', '{"prompt": 2}')
+    assert again.stat().st_ino != first.stat().st_ino and first.stat().st_nlink == 1
+    writer.finish()
