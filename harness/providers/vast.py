@@ -161,7 +161,7 @@ class VastProvider(BaseProvider):
             with transport_failures(self.endpoint, "POST /generate/sync"):
                 response = await client.post(url, json=body, timeout=max(deadline - routed, 1.0))
             elapsed = time.monotonic() - routed
-            verdict, images, result = await self._outcome(response, outputs_dir)
+            verdict, images, others, result = await self._outcome(response, outputs_dir)
             timings = result.get("timings") if isinstance(result.get("timings"), Mapping) else {}
             execution = timings.get("generation_ms")
             total_ms = timings.get("total_ms")
@@ -169,7 +169,8 @@ class VastProvider(BaseProvider):
             queue = routed - started + (max(elapsed - total_ms / 1000, 0.0) if isinstance(total_ms, (int, float)) else 0.0)
             return RunRecord(verdict, tuple(images), Timings(queue, execution / 1000 if isinstance(execution, (int, float)) else None,
                                                               time.monotonic() - started),
-                             job_id=result.get("id"), extra={"vast_status": result.get("status"), "http_status": response.status_code})
+                             job_id=result.get("id"), extra={"vast_status": result.get("status"), "http_status": response.status_code},
+                             other_outputs=others)
         except TransportFailure as exc:
             return RunRecord(exc.classification, timings=Timings(total=time.monotonic() - started))
 
@@ -205,26 +206,32 @@ class VastProvider(BaseProvider):
             await asyncio.sleep(min(interval, queue_deadline - now))
             interval = min(interval * 2, _ROUTE_POLL_MAX)
 
-    async def _outcome(self, response: httpx.Response, outputs_dir: Path) -> tuple[Classification | None, list[OutputImage], Mapping]:
+    async def _outcome(self, response: httpx.Response, outputs_dir: Path) -> tuple[Classification | None, list[OutputImage], int, Mapping]:
+        """The verdict, the saved images (a video among them) and how many other outputs the wrapper
+        returned (audio, 3D files...), and its Result."""
         try:
             result = response.json()
         except ValueError:
             result = None
         if self.mapping is not None:
             verdict, images = await self._own_outcome(response, result, outputs_dir)
-            return verdict, images, {}
+            return verdict, images, 0, {}
         result = result if isinstance(result, Mapping) else {}
         verdict = with_retry_after(classify_result(response.status_code, result, response.text), response.headers)
         if verdict is not None:
-            return verdict, [], result
+            return verdict, [], 0, result
         outputs = result.get("output") if isinstance(result.get("output"), list) else []
         if any(not isinstance(entry, Mapping) for entry in outputs):
             return failure(Outcome.PROTOCOL_ERROR, f"the Result's output holds entries that are not objects: "
-                           f"{excerpt(json.dumps(outputs))}"), [], result
-        images = [await self._save(i, entry, outputs_dir) for i, entry in enumerate(outputs)]
-        if not images:
-            return failure(Outcome.OUTPUT_INVALID, "the workflow ran but the wrapper returned no outputs (output: []; previews are not returned)"), [], result
-        return None, images, result
+                           f"{excerpt(json.dumps(outputs))}"), [], 0, result
+        if not outputs:
+            return failure(Outcome.OUTPUT_INVALID, "the workflow ran but the wrapper returned no outputs (output: []; previews are not returned)"), [], 0, result
+        saved = [await self._save(i, entry, outputs_dir) for i, entry in enumerate(outputs)]
+        # The wrapper returns a file of every key of a node's UI (output_type), as ComfyUI's history names it.
+        # What ComfyUI lists as images must be one (or a video); another key's file (SaveAudio's audio, a 3D
+        # file, VideoHelperSuite's gifs) is kept as one when it decodes as one, else it is an output all the same.
+        images = [image for image, entry in zip(saved, outputs) if entry.get("output_type", "images") == "images" or not image.error]
+        return None, images, len(saved) - len(images), result
 
     async def _own_outcome(self, response: httpx.Response, body: Any, outputs_dir: Path) -> tuple[Classification | None, list[OutputImage]]:
         """An own PyWorker's reply, read through its response mapping."""
