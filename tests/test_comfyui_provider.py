@@ -269,8 +269,24 @@ async def test_a_previewed_sound_is_no_output(tmp_path):
     saved = {"filename": "ComfyUI_00001_.flac", "subfolder": "audio", "type": "output"}
     async with _one_prompt([("executing", {"node": None})], {"3": {"audio": [previewed]}}) as url:
         assert (await run(url, SMOKE, tmp_path)).other_outputs == 0
-    async with _one_prompt([("executing", {"node": None})], {"3": {"audio": [previewed]}, "4": {"audio": [saved]}}) as url:
-        assert (await run(url, SMOKE, tmp_path)).other_outputs == 1
+    flac = b"fLaC\x80\x00\x00\x22" + bytes(34)
+    async with _one_prompt([("executing", {"node": None})], {"3": {"audio": [previewed]}, "4": {"audio": [saved]}},
+                           {"ComfyUI_00001_.flac": flac}) as url:
+        record = await run(url, SMOKE, tmp_path)
+    assert (record.classification, record.images, record.other_outputs) == (None, (), 1)
+    assert [p.read_bytes() for p in tmp_path.iterdir()] == [flac]  # downloaded all the same: the run's evidence
+
+
+async def test_a_file_under_another_key_is_kept_as_the_video_it_is(tmp_path):
+    """VideoHelperSuite's Video Combine lists its file under ``gifs`` (videohelpersuite/nodes.py): downloaded
+    and read like SaveVideo's, so a stated size applies to it; a text value under another key is an output."""
+    video = (Path(__file__).resolve().parents[1] / "fixtures" / "outputs" / "h264_64x48.mp4").read_bytes()
+    combined = {"filename": "AnimateDiff_00001.mp4", "subfolder": "", "type": "output", "format": "video/h264-mp4"}
+    async with _one_prompt([("executing", {"node": None})], {"9": {"gifs": [combined]}, "10": {"text": ["done"]}},
+                           {"AnimateDiff_00001.mp4": video}) as url:
+        record = await run(url, SMOKE, tmp_path)
+    [output] = record.images
+    assert (record.classification, output.format, output.width, output.height, record.other_outputs) == (None, "MP4", 64, 48, 1)
 
 
 async def test_a_prompt_that_kills_the_worker_is_named_and_so_is_the_queue_behind_it(reference_endpoint, tmp_path):

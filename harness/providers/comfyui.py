@@ -173,10 +173,10 @@ class ComfyUIProvider(BaseProvider):
             entry, queue_s, exec_s = waited
             verdict = partial or classify_history(entry)
             phase("download")
-            images = () if verdict is not None else await self._download(entry, outputs_dir)
+            images, others = ((), 0) if verdict is not None else await self._download(entry, outputs_dir)
             timings = Timings(queue=queue_s, execution=exec_s, total=time.monotonic() - started)
             cached, executed = _cache_use(entry, hub.watch(prompt_id))
-            return RunRecord(verdict, tuple(images), timings, prompt_id, other_outputs=_other_outputs(entry),
+            return RunRecord(verdict, tuple(images), timings, prompt_id, other_outputs=others,
                              cached_nodes=cached, executed_nodes=executed)
         except TransportFailure as exc:
             return RunRecord(exc.classification, timings=Timings(total=time.monotonic() - started))
@@ -325,19 +325,37 @@ class ComfyUIProvider(BaseProvider):
         except TransportFailure:
             pass
 
-    async def _download(self, entry: dict, outputs_dir: Path) -> list[OutputImage]:
+    async def _download(self, entry: dict, outputs_dir: Path) -> tuple[list[OutputImage], int]:
+        """A finished prompt's files and how many other outputs it has.
+
+        What a node lists under ``images`` must be an image (or a video, ``animated`` beside it). A file under
+        another key of its UI (SaveAudio's ``audio``, VideoHelperSuite's ``gifs``, a 3D file) is downloaded
+        too, and kept as an image or video when it is one, else counted as an output, as a value that names
+        no file is (PreviewAny's ``text``). Neither the ``animated`` flag nor a preview (``type: temp``) is one.
+        """
         outputs = entry.get("outputs") or {}
         if not isinstance(outputs, dict):
             raise TransportFailure(failure(Outcome.PROTOCOL_ERROR, f"the history entry's outputs are not an object: {excerpt(json.dumps(outputs))}"))
-        images = []
+        images, others = [], 0
         for node_id, node_output in outputs.items():
-            refs = node_output.get("images", []) if isinstance(node_output, dict) else []
+            if not isinstance(node_output, dict):
+                continue
+            refs = node_output.get("images", [])
             if not isinstance(refs, list) or not all(isinstance(ref, dict) for ref in refs):
                 raise TransportFailure(failure(Outcome.PROTOCOL_ERROR, f"node {node_id}'s images in the history entry are not a list "
                                                f"of objects: {excerpt(json.dumps(refs))}"))
             for ref in refs:
                 images.append(await self._fetch_image(node_id, ref, outputs_dir))
-        return images
+            for key, value in node_output.items():
+                for item in (value if isinstance(value, list) else [value]) if key not in ("images", "animated") else ():
+                    if isinstance(item, dict) and item.get("type") == "temp":
+                        continue
+                    saved = await self._fetch_image(node_id, item, outputs_dir) if isinstance(item, dict) and item.get("filename") else None
+                    if saved is not None and saved.error is None:
+                        images.append(saved)
+                    else:
+                        others += 1
+        return images, others
 
     async def _fetch_image(self, node_id: str, ref: dict, outputs_dir: Path) -> OutputImage:
         filename = str(ref.get("filename", ""))
@@ -396,18 +414,6 @@ def _decoded(body: bytes, charset: str | None) -> str:
         return body.decode(charset or "utf-8", errors="replace")
     except LookupError:  # a charset Python does not know
         return body.decode("utf-8", errors="replace")
-
-
-def _other_outputs(entry: Any) -> int:
-    """The history entry's outputs that are not images: each item under a node's keys but ``images`` and
-    ``animated`` (the flag beside a video or an animation): SaveAudio's ``audio``, PreviewAny's ``text``...
-    A file in the temp folder is a preview (PreviewAudio's), no more an output than a previewed image."""
-    outputs = entry.get("outputs") if isinstance(entry, dict) else None
-    if not isinstance(outputs, dict):
-        return 0
-    return sum(sum(1 for item in value if not (isinstance(item, dict) and item.get("type") == "temp")) if isinstance(value, list) else 1
-               for node in outputs.values() if isinstance(node, dict)
-               for key, value in node.items() if key not in ("images", "animated"))
 
 
 def _cache_use(entry: Any, events: PromptEvents) -> tuple[int | None, int | None]:
