@@ -132,3 +132,28 @@ def test_seeds_unique_to_the_run_execute_even_where_the_cache_keeps_earlier_prom
     assert sampler_runs(url) == 6 and not any(a["wholly_cached"] for c in (first, second) for a in c["attempts"])
     # What a value repeated from the last run would have met: run 1's first attempt, sent again, is a cache hit.
     assert len(submit(url, seeded(first["attempts"][0]["seeds"]["3.seed"]))) == len(SDXL)
+
+
+async def test_a_repeated_cell_keeps_the_files_of_one_passed_attempt(reference_endpoint, tmp_path):
+    """Every file a passed repeat downloaded goes once it is checked, its audio too (the native provider
+    downloads SaveAudio's FLAC): five attempts of a sound leave one FLAC, in the first attempt's folder."""
+    from pathlib import Path
+
+    from harness.report.matrix import MatrixWriter
+    from harness.run.cases import Case
+    from harness.run.endpoints import Endpoint
+    from harness.run.engine import Engine
+
+    workflow = {"1": {"class_type": "EmptyAudio", "inputs": {"duration": 1.0, "sample_rate": 44100, "channels": 1}},
+                "2": {"class_type": "SaveAudio", "inputs": {"audio": ["1", 0], "filename_prefix": "audio/clip"}}}
+    srv = reference_endpoint("stock")
+    writer = MatrixWriter(tmp_path)
+    engine = Engine([Endpoint("ref", srv.url, max_concurrency=2)], writer, listeners=[writer])
+    await engine.start()
+    try:
+        cell = await engine.run_cell(Case(id="sound", workflow=workflow, workflow_path=Path("sound.json"), repeat=5), "ref")
+    finally:
+        await engine.close()
+    assert cell.outcome is Outcome.PASSED and len(cell.attempts) == 5
+    outputs = writer.dir / "cells" / "sound@ref" / "outputs"
+    assert [p.relative_to(outputs).as_posix() for p in sorted(outputs.rglob("*"))] == ["2_audio_clip_00001_.flac"]

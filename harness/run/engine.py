@@ -228,7 +228,7 @@ class Engine:
         attempts = [attempt for attempt, _, _ in runs]
         typical = typical_outcome(attempts)
         _, record, verdict = runs[attempts.index(typical)]
-        _discard_passed_outputs(runs, keep=record)
+        _discard_passed_outputs(runs, record, cell_dir)
         cell = Cell(
             case=case.id,
             endpoint=endpoint_name,
@@ -320,8 +320,7 @@ class Engine:
             # Unique to the run, the cell and the attempt: no value repeats from an earlier run either.
             salt = f"{self.folder.run_id}/{case.id}@{endpoint_name}/{index}"
             workflow = vary_seeds(workflow, salt, _seed_limits(workflow, self.catalogues.get(endpoint_name)))
-        # The first attempt's outputs sit where a single-attempt cell keeps them; repeats get a folder each.
-        outputs = cell_dir / "outputs" / (f"attempt-{index:03d}" if index else "")
+        outputs = _attempt_outputs(cell_dir, index)
         budget = case.timeout or (endpoint.timeouts.queue + endpoint.timeouts.execution)
         async with self._slot(endpoint_name) as (cold, release):
             record = await self._guarded_run(endpoint, workflow, budget, outputs, case.images, release)
@@ -512,15 +511,26 @@ def _raise_open_files_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _discard_passed_outputs(runs: list[tuple[Attempt, RunRecord, Classification | None]], keep: RunRecord) -> None:
-    """Repeats' outputs go once checked, except the cell's own and failures' (they are evidence)."""
-    for attempt, record, _ in runs:
-        if record is not keep and attempt.outcome is Outcome.PASSED:
-            for image in record.images:
-                Path(image.path).unlink(missing_ok=True)
-            for folder in {Path(image.path).parent for image in record.images if image.path}:
-                with contextlib.suppress(OSError):  # an attempt's own folder, once empty
-                    folder.rmdir()
+def _attempt_outputs(cell_dir: Path, index: int) -> Path:
+    """Where an attempt's files go: the first attempt's where a single-attempt cell keeps them, the
+    repeats' in a folder each inside it."""
+    return cell_dir / "outputs" / (f"attempt-{index:03d}" if index else "")
+
+
+def _discard_passed_outputs(runs: list[tuple[Attempt, RunRecord, Classification | None]], keep: RunRecord, cell_dir: Path) -> None:
+    """Repeats' outputs go once checked, except the cell's own and failures' (they are evidence): every file
+    a passed attempt downloaded, its images and its other files (audio...), and its own folder."""
+    for index, (attempt, record, _) in enumerate(runs):
+        if record is keep or attempt.outcome is not Outcome.PASSED:
+            continue
+        folder = _attempt_outputs(cell_dir, index)
+        with contextlib.suppress(OSError):  # nothing was downloaded
+            for path in folder.iterdir():
+                if path.is_file():  # the first attempt's folder holds the repeats' folders too
+                    path.unlink()
+        if index:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 def _evidence(verdict: Classification | None, prediction: Classification | None, modelled: Modelled | None = None) -> dict:
