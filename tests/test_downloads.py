@@ -70,9 +70,12 @@ OUTPUTS = Path(__file__).resolve().parents[1] / "fixtures" / "outputs"
     ("h264_48x64.mkv", "MKV", (48, 64)),
     ("vp9_64x32.webm", "WEBM", (64, 32)),
     ("h264_32x48.mov", "MOV", (32, 48)),
+    ("rgb_float_64x48_zip.exr", "EXR", (64, 48)),
+    ("rgb_float_64x48_none.exr", "EXR", (64, 48)),
 ])
-def test_a_video_is_an_output_with_its_container_and_frame_size(name, fmt, size):
-    """Real PyAV files, written as ComfyUI's SaveVideo writes them (fixtures/outputs/README.md)."""
+def test_a_video_or_an_exr_image_is_an_output_with_its_format_and_size(name, fmt, size):
+    """Real PyAV files, written as ComfyUI's SaveVideo writes them, and real OpenEXR files, as its
+    SaveImageAdvanced writes them (fixtures/outputs/README.md): formats Pillow cannot open."""
     path = OUTPUTS / name
     data = path.read_bytes()
     from_memory, from_disk = inspect_image(path, name, data=data), inspect_image(path, name)
@@ -90,8 +93,12 @@ def test_a_video_is_an_output_with_its_container_and_frame_size(name, fmt, size)
     ("h264_48x64.mkv", 12, "is not a whole video: its Matroska container is cut short: the EBML header at byte 0 "
                            "needs 40 bytes, 12 are left"),
     ("aac_only.mp4", None, "is not a whole video: its MP4 container has no video track"),
+    ("rgb_float_64x48_zip.exr", -10, "is not a whole image: its EXR file is cut short: the chunk at byte 646 needs "
+                                     "140 bytes, 130 are left"),
+    ("rgb_float_64x48_none.exr", 400, "is not a whole image: its EXR file is cut short in the offset table of 48 chunks"),
+    ("rgb_float_64x48_zip.exr", 100, "is not a whole image: its EXR header is cut short"),
 ])
-def test_a_video_cut_short_or_without_pictures_is_no_output(tmp_path, name, cut, error):
+def test_a_video_or_exr_cut_short_or_without_pictures_is_no_output(tmp_path, name, cut, error):
     data = (OUTPUTS / name).read_bytes()[:cut]
     (tmp_path / name).write_bytes(data)
     assert inspect_image(tmp_path / name, name, data=data).error == inspect_image(tmp_path / name, name).error == error

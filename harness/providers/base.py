@@ -34,6 +34,7 @@ from harness.errors import LocalResourceError
 from harness.run.classify import Classification, Evidence
 from harness.run.endpoints import Endpoint, Limits
 from harness.providers.capped import CappedTransport, ReplyTooLarge, capped
+from harness.providers.exr import BrokenEXR, read_exr
 from harness.providers.videos import BrokenVideo, read_video, video_suffix
 from harness.run.outcomes import Outcome
 
@@ -346,7 +347,7 @@ async def save_stream(target: Path, chunks: AsyncIterator[bytes], limits: Limits
 
 def inspect_image(path: Path, filename: str, type_: str = "output", data: bytes | None = None) -> OutputImage:
     """Prove a downloaded file is an image or a video: read its header and verify its data without keeping
-    pixels (a video's container is walked through to its end, see ``videos``).
+    pixels (a video's container is walked through to its end, see ``videos``; an EXR image, ``exr``).
 
     ``data`` is the file's bytes when the caller still holds them: read from memory, not opened again
     (55 against 78 µs for a 512×512 PNG here)."""
@@ -356,11 +357,11 @@ def inspect_image(path: Path, filename: str, type_: str = "output", data: bytes 
             fmt, (width, height) = im.format, im.size
             im.verify()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        return _inspect_video(path, filename, type_, data, size, f"does not decode as an image: {exc}")
+        return _inspect_beyond_pillow(path, filename, type_, data, size, f"does not decode as an image: {exc}")
     return OutputImage(filename, str(path), size, type_, fmt, width, height)
 
 
-_IMAGE_MAGIC = ((b"\x89PNG", ".png"), (b"\xff\xd8", ".jpg"), (b"RIFF", ".webp"), (b"GIF8", ".gif"))
+_IMAGE_MAGIC = ((b"\x89PNG", ".png"), (b"\xff\xd8", ".jpg"), (b"RIFF", ".webp"), (b"GIF8", ".gif"), (b"\x76\x2f\x31\x01", ".exr"))
 
 
 def output_suffix(data: bytes) -> str:
@@ -368,16 +369,22 @@ def output_suffix(data: bytes) -> str:
     return next((s for magic, s in _IMAGE_MAGIC if data.startswith(magic)), None) or video_suffix(data) or ".bin"
 
 
-def _inspect_video(path: Path, filename: str, type_: str, data: bytes | None, size: int, not_image: str) -> OutputImage:
-    """A file that is no image: a video (ComfyUI lists SaveVideo's among the images), else ``not_image``."""
+def _inspect_beyond_pillow(path: Path, filename: str, type_: str, data: bytes | None, size: int, not_image: str) -> OutputImage:
+    """A file Pillow cannot open: a video (ComfyUI lists SaveVideo's among the images) or an OpenEXR
+    image (SaveImageAdvanced's), else ``not_image``."""
     try:
         with io.BytesIO(data) if data is not None else path.open("rb") as fh:
             video = read_video(fh, size)
+            exr = read_exr(fh, size) if video is None else None
     except BrokenVideo as exc:
         return OutputImage(filename, str(path), size, type_, error=f"is not a whole video: {exc}")
-    if video is None:
-        return OutputImage(filename, str(path), size, type_, error=not_image)
-    return OutputImage(filename, str(path), size, type_, video.format, video.width, video.height)
+    except BrokenEXR as exc:
+        return OutputImage(filename, str(path), size, type_, error=f"is not a whole image: {exc}")
+    if video is not None:
+        return OutputImage(filename, str(path), size, type_, video.format, video.width, video.height)
+    if exr is not None:
+        return OutputImage(filename, str(path), size, type_, "EXR", *exr)
+    return OutputImage(filename, str(path), size, type_, error=not_image)
 
 
 class BaseProvider:
