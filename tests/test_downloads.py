@@ -108,3 +108,23 @@ def test_a_file_that_is_neither_still_says_it_is_no_image(tmp_path):
     (tmp_path / "x.bin").write_bytes(b"\0\0\0\x18notaboxatall" * 4)
     assert inspect_image(tmp_path / "x.bin", "x.bin").error.startswith("does not decode as an image: cannot identify image file")
     assert output_suffix(b"\x89PNG\r\n") == ".png" and output_suffix(b"GIF89a") == ".gif" and output_suffix(b"??") == ".bin"
+
+
+def test_what_an_endpoint_sends_cannot_keep_the_check_busy_or_fill_memory(tmp_path):
+    """A file of 200,000 empty boxes is walked no further than 100,000; an EXR header claiming two billion
+    lines and a Matroska header claiming gigabytes are refused before anything of that size is read."""
+    import struct
+
+    boxes = struct.pack(">I4s", 16, b"ftyp") + b"isom\0\0\0\0" + struct.pack(">I4s", 8, b"free") * 200_000
+    exr = (OUTPUTS / "rgb_float_64x48_zip.exr").read_bytes()
+    at = exr.index(b"dataWindow\0box2i\0") + len(b"dataWindow\0box2i\0") + 4
+    huge_exr = exr[:at] + struct.pack("<4i", 0, 0, 63, 2_000_000_000) + exr[at + 16:]
+    huge_ebml = b"\x1a\x45\xdf\xa3" + b"\x01" + (3 << 30).to_bytes(7, "big") + bytes(64)
+    long_ebml = b"\x1a\x45\xdf\xa3" + b"\x01" + (10_240).to_bytes(7, "big") + bytes(10_240)
+    errors = [inspect_image(tmp_path / "x", "x", data=data).error for data in (boxes, huge_exr, huge_ebml, long_ebml)]
+    assert errors == [
+        "is not a whole video: its MP4 container holds more than 100,000 top-level structures before its 'moov' box",
+        "is not a whole image: its EXR file is cut short in the offset table of 125,000,001 chunks",
+        "is not a whole video: its Matroska container is cut short: the EBML header at byte 0 needs 3,221,225,484 bytes, 76 are left",
+        "is not a whole video: its Matroska EBML header is 10,240 bytes, not a header",
+    ]

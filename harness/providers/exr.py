@@ -70,6 +70,8 @@ def _attributes(head: bytes, offset: int) -> tuple[dict[tuple[bytes, bytes], byt
 
 def _check_chunks(fh: BinaryIO, size: int, table: int, chunks: int) -> None:
     """Every chunk the offset table names lies after it and inside the file; the last one is whole."""
+    if table + 8 * chunks > size:  # before reading it: a header may claim billions of lines
+        raise BrokenEXR(f"its EXR file is cut short in the offset table of {chunks:,} chunks")
     fh.seek(table)
     raw = fh.read(8 * chunks)
     if len(raw) < 8 * chunks:

@@ -26,8 +26,13 @@ _PIXEL_WIDTH, _PIXEL_HEIGHT, _DOC_TYPE = 0xB0, 0xBA, 0x4282
 _NAMES = {0x1A45DFA3: "EBML header", _SEGMENT: "Segment", _TRACKS: "Tracks", 0x1F43B675: "Cluster"}
 _UNKNOWN = -1
 """A Matroska element of unknown size (a live stream's Segment or Cluster): it runs to its parent's end."""
-_MAX_HEADER = 64 << 20
-"""The most of a ``moov`` box or Tracks element read into memory (their sample tables and codec data)."""
+_MAX_HEADER = 16 << 20
+"""The most of a ``moov`` box or Tracks element read into memory (their sample tables and codec data: an
+hour of 30 fps video has some 2 MB of them)."""
+_MAX_WALKED = 100_000
+"""Top-level structures walked at most (an hour of one-second fragments is 7,200 boxes): a file of
+millions of tiny boxes from an endpoint must not keep the harness busy."""
+_MAX_EBML_HEADER = 4096
 
 
 class BrokenVideo(ValueError):
@@ -65,9 +70,15 @@ def video_suffix(data: bytes) -> str | None:
 
 def _walk(fh: BinaryIO, offset: int, limit: int, header_at, wanted, what: str, fmt: str) -> bytes | None:
     """The payload of the first ``wanted`` structure from ``offset`` to ``limit``, every one on the way
-    checked to fit (``header_at(offset, limit)`` reads one at ``fh``'s position: kind, payload start, end)."""
-    found = None
+    checked to fit (``header_at(offset, limit)`` reads one at ``fh``'s position: kind, payload start, end);
+    past _MAX_WALKED structures the rest is left unwalked."""
+    found, walked = None, 0
     while offset < limit:
+        if walked == _MAX_WALKED:
+            if found is not None:
+                break
+            raise BrokenVideo(f"its {fmt} container holds more than {_MAX_WALKED:,} top-level structures before its {what}")
+        walked += 1
         fh.seek(offset)
         kind, start, end = header_at(offset, limit)
         if kind == wanted and found is None:
@@ -133,6 +144,8 @@ def _children(payload: bytes, wanted: bytes, fmt: str):
 def _matroska(fh: BinaryIO, size: int) -> Video:
     fh.seek(0)
     _, start, end = _element(fh, 0, size, "Matroska")
+    if end - start > _MAX_EBML_HEADER:
+        raise BrokenVideo(f"its Matroska EBML header is {end - start:,} bytes, not a header")
     fh.seek(start)
     doc_type = next((v for i, v in _elements(fh.read(end - start), "Matroska") if i == _DOC_TYPE), b"")
     fmt = "WEBM" if doc_type.rstrip(b"\0") == b"webm" else "MKV"
