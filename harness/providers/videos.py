@@ -1,13 +1,14 @@
 """Videos among an endpoint's outputs: proven whole and measured from their container, never decoded.
 
 ComfyUI lists a saved video among a node's ``images`` (SaveVideo, SaveWEBM: ``"animated": [true]`` beside
-it), and RunPod's, Vast's and Modal's workers hand it back with the images. Pillow cannot open MP4 or
+it), and RunPod's worker and Vast's wrapper hand it back with the images. Pillow cannot open MP4 or
 WebM, so without this a video that an endpoint made was reported as an image that does not decode.
 
 Two container families cover what ComfyUI writes (PyAV: MP4, MKV and WebM, MOV when a loaded video's
 container is kept): ISO BMFF (MP4, MOV; the frame size in the video track's ``tkhd``) and Matroska (MKV,
 WebM; ``PixelWidth``/``PixelHeight`` of the video track). Every top-level structure is walked to the
-end of the file, the way Pillow's ``verify`` reads an image through, so a truncated download is caught.
+end of the file (up to _MAX_WALKED), the way Pillow's ``verify`` reads an image through, so a truncated
+download is caught.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ _MAX_WALKED = 100_000
 """Top-level structures walked at most (an hour of one-second fragments is 7,200 boxes): a file of
 millions of tiny boxes from an endpoint must not keep the harness busy."""
 _MAX_EBML_HEADER = 4096
+"""The most an EBML header (a few version fields and the DocType) may claim."""
 
 
 class BrokenVideo(ValueError):
@@ -48,7 +50,8 @@ class Video:
 
 
 def read_video(fh: BinaryIO, size: int) -> Video | None:
-    """The video a file holds, or None when it is not an ISO BMFF or Matroska container at all.
+    """The video a file (``fh`` at its start, ``size`` bytes) holds, or None when it is not an ISO BMFF or
+    Matroska container at all.
 
     Raises BrokenVideo when it is one but is cut short, has no video track or no frame size."""
     head = fh.read(12)
