@@ -131,21 +131,22 @@ async def test_through_the_route_service_images_come_back_as_base64(reference_en
 _EMPTY_AUDIO = {"class_type": "EmptyAudio", "inputs": {"duration": 1.0, "sample_rate": 44100, "channels": 1}}
 
 
-@pytest.mark.parametrize("saver, inputs, images, others", [
-    ("SaveAudio", {"audio": ["1", 0], "filename_prefix": "audio/clip"}, [], 1),
-    ("PreviewAny", {"source": ["1", 0]}, None, 0),
-])
-async def test_the_wrapper_returns_a_file_of_every_ui_key_and_text_is_none(reference_endpoint, tmp_path, saver, inputs, images, others):
+async def test_the_wrapper_returns_a_file_of_every_ui_key(reference_endpoint, tmp_path):
     """comfyui-api-wrapper e1d04af's move_assets: each file a node's UI names, under any key (output_type
-    ``audio`` for SaveAudio's FLAC), is an output; PreviewAny's text names no file, so a run of text only
-    comes back with ``output: []``. A file that is no image, under a key but ``images``, is no broken image."""
-    workflow = {"1": _EMPTY_AUDIO, "2": {"class_type": saver, "inputs": inputs}}
+    ``audio`` for SaveAudio's FLAC), is an output; a file under a key but ``images`` that is no image is
+    no broken image."""
+    workflow = {"1": _EMPTY_AUDIO, "2": {"class_type": "SaveAudio", "inputs": {"audio": ["1", 0], "filename_prefix": "audio/clip"}}}
     record = await run(routed(reference_endpoint(load_profile("stock", "0.33.0"))), workflow, tmp_path)
-    if images is None:
-        assert outcome(record) is Outcome.OUTPUT_INVALID and "output: []" in record.classification.evidence.message
-        return
-    assert (record.classification, list(record.images), record.other_outputs) == (None, images, others)
+    assert (record.classification, record.images, record.other_outputs) == (None, (), 1)
     assert (tmp_path / "0_clip_00001_.flac").read_bytes()[:4] == b"fLaC"
+
+
+async def test_text_names_no_file_so_the_wrapper_returns_no_output(reference_endpoint, tmp_path):
+    """PreviewAny's text is a list of strings the wrapper takes for file names: none is a file, so a run of
+    text only comes back with ``output: []``."""
+    workflow = {"1": _EMPTY_AUDIO, "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}
+    record = await run(routed(reference_endpoint(load_profile("stock", "0.33.0"))), workflow, tmp_path)
+    assert outcome(record) is Outcome.OUTPUT_INVALID and "output: []" in record.classification.evidence.message
 
 
 async def test_directly_at_the_wrapper_and_at_an_unsecured_worker(reference_endpoint, tmp_path, monkeypatch):

@@ -81,7 +81,7 @@ class OutputImage:
     width: int | None = None
     height: int | None = None
     error: str | None = None
-    """Why it is neither an image that decodes nor a whole video, if it is not."""
+    """Why it is neither an image that decodes (an EXR among them) nor a whole video, if it is not."""
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -108,7 +108,8 @@ class RunRecord:
     timings: Timings = Timings()
     job_id: str | None = None
     other_outputs: int = 0
-    """Outputs the endpoint reported that are not images (audio, text, 3D files): counted, not fetched."""
+    """Outputs the endpoint reported that are not images (audio, text, 3D files): counted, not checked (a
+    file among them is kept in the outputs folder where the endpoint gave one)."""
     extra: dict[str, Any] = field(default_factory=dict)
     cached_nodes: int | None = None
     """Nodes the endpoint served from its cache (ComfyUI's ``execution_cached``); None where it does not say."""

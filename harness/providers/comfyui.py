@@ -347,7 +347,9 @@ class ComfyUIProvider(BaseProvider):
             for ref in refs:
                 images.append(await self._fetch_image(node_id, ref, outputs_dir))
             for key, value in node_output.items():
-                for item in (value if isinstance(value, list) else [value]) if key not in ("images", "animated") else ():
+                if key in ("images", "animated"):
+                    continue
+                for item in value if isinstance(value, list) else [value]:
                     if isinstance(item, dict) and item.get("type") == "temp":
                         continue
                     saved = await self._fetch_image(node_id, item, outputs_dir) if isinstance(item, dict) and item.get("filename") else None

@@ -44,6 +44,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -326,44 +327,42 @@ async def generate_sync(state: ServerState, payload: Any, *, base64_header: bool
             return failed(f"Generation failed: Execution error: {data!r}")
     generated = time.monotonic()
     as_base64 = bool(input_.get("return_outputs_as_base64")) or base64_header
-    output = [_output(state, request_id, node_id, ref, kind, as_base64)
-              for node_id, node_output in (entry.get("outputs") or {}).items() for kind, ref in _files(state, node_output)]
+    output = [_output(request_id, node_id, kind, ref, path, as_base64)
+              for node_id, node_output in (entry.get("outputs") or {}).items() for kind, ref, path in _files(state, node_output)]
     done = _ms()
     timings = {"queued_at_ms": queued, "preprocess_ms": 0, "generation_ms": round((generated - started) * 1000),
                "postprocess_ms": round((time.monotonic() - generated) * 1000), "completed_at_ms": done, "total_ms": done - queued}
     return _result(request_id, "completed", "Processing complete.", output, timings)
 
 
-def _files(state: ServerState, node_output: dict) -> list[tuple[str, dict]]:
-    """``move_assets``: (key, file) of each file a node's UI names under any key whose value is a list (a
-    plain string is a file name), ``files`` instead of ``images`` where the node gives both; previews and
-    names with no file in the output folder (PreviewAny's text) are left out."""
+def _files(state: ServerState, node_output: dict) -> list[tuple[str, dict, Path]]:
+    """``move_assets``: (key, file, its path) of each file a node's UI names under any key whose value is a
+    list (a plain string is a file name), ``files`` instead of ``images`` where the node gives both; previews
+    and names with no file in the output folder (PreviewAny's text) are left out."""
     keys = ["files", *(k for k in node_output if k not in ("images", "files"))] if "files" in node_output else list(node_output)
     found = []
     for key in keys:
-        for ref in node_output.get(key) if isinstance(node_output.get(key), list) else ():
+        value = node_output.get(key)
+        for ref in value if isinstance(value, list) else ():
             if isinstance(ref, str):
                 ref = {"filename": os.path.basename(ref), "subfolder": "", "type": "output"}
             if not isinstance(ref, dict) or "filename" not in ref or ref.get("type", "") in ("temp", "preview"):
                 continue
-            if not isinstance(state.storage.view_path(ref["filename"], "output", ref.get("subfolder")), int):
-                found.append((key, ref))
+            path = state.storage.view_path(ref["filename"], "output", ref.get("subfolder"))
+            if not isinstance(path, int):
+                found.append((key, ref, path))
     return found
 
 
-def _output(state: ServerState, request_id: str, node_id: str, ref: dict, kind: str, as_base64: bool) -> dict:
+def _output(request_id: str, node_id: str, kind: str, ref: dict, path: Path, as_base64: bool) -> dict:
     """One ``output`` entry (``kind``: the UI key it came under); the wrapper copies each file into
     ``output/<request_id>/``."""
     filename = ref["filename"]
     entry = {"filename": filename, "local_path": f"{COMFYUI_INSTALL_PATH}/output/{request_id}/{filename}", "type": "output",
              "subfolder": ref.get("subfolder", ""), "node_id": node_id, "output_type": kind}
     if as_base64:
-        path = state.storage.view_path(filename, ref.get("type", "output"), ref.get("subfolder"))
-        if isinstance(path, int):
-            entry["error"] = f"file not found: {filename}"
-        else:
-            entry["data"] = base64.b64encode(path.read_bytes()).decode()
-            entry["mimetype"] = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        entry["data"] = base64.b64encode(path.read_bytes()).decode()
+        entry["mimetype"] = mimetypes.guess_type(filename)[0] or "application/octet-stream"
     return entry
 
 
